@@ -1,0 +1,149 @@
+"""Logging that never prints on its own and never carries a secret.
+
+veo3dl logs structured events (``log.info("page_synced", page=2, items=18)``).
+Where they go is the application's choice:
+
+* if the application configured structlog, events go through *its*
+  structlog configuration (veo3dl never calls ``structlog.configure``; only
+  the ``veo3dl`` command does, for itself);
+* otherwise they go to stdlib :mod:`logging` under the ``veo3dl`` logger,
+  which has a ``NullHandler``: silent unless the application asks for them.
+
+Either way the event and every value are scrubbed before they leave
+(:func:`scrub_event`), and :func:`protect_stdlib_loggers` scrubs urllib3's
+own debug lines, which would otherwise print request URLs with ``key=...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+from veo3dl._redaction import redact_text
+
+__all__ = ["Logger", "SecretFilter", "get_logger", "protect_stdlib_loggers", "scrub_event"]
+
+_ROOT = "veo3dl"
+logging.getLogger(_ROOT).addHandler(logging.NullHandler())
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3")
+
+
+def _scrub(value: Any, secrets: Iterable[str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v, secrets) for v in value)
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}", secrets)
+    return redact_text(repr(value), secrets)
+
+
+def scrub_event(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any], secrets: Iterable[str] = ()
+) -> MutableMapping[str, Any]:
+    """A structlog processor: scrub secrets out of every value of *event_dict*."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _scrub(value, secrets)
+    return event_dict
+
+
+class Logger:
+    """A small structured logger bound to a name and some context."""
+
+    __slots__ = ("_context", "_name", "_secrets")
+
+    def __init__(
+        self, name: str, context: Mapping[str, Any] | None = None, secrets: tuple[str, ...] = ()
+    ) -> None:
+        self._name = name
+        self._context = dict(context or {})
+        self._secrets = secrets
+
+    def bind(self, **context: Any) -> Logger:
+        """A logger that adds *context* to every event."""
+        return Logger(self._name, {**self._context, **context}, self._secrets)
+
+    def with_secrets(self, secrets: Iterable[str]) -> Logger:
+        """A logger that also removes these exact strings from every event."""
+        return Logger(self._name, self._context, tuple(s for s in secrets if s))
+
+    def debug(self, event: str, **values: Any) -> None:
+        """Log *event* at debug level."""
+        self._log("debug", event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        """Log *event* at info level."""
+        self._log("info", event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        """Log *event* at warning level."""
+        self._log("warning", event, values)
+
+    def error(self, event: str, **values: Any) -> None:
+        """Log *event* at error level."""
+        self._log("error", event, values)
+
+    def _log(self, method: str, event: str, values: dict[str, Any]) -> None:
+        std = logging.getLogger(self._name)
+        configured = structlog.is_configured()
+        if not configured and not std.isEnabledFor(_LEVELS[method]):
+            return
+        fields = scrub_event(None, method, {**self._context, **values}, self._secrets)
+        text = redact_text(event, self._secrets)
+        if configured:
+            getattr(structlog.get_logger(self._name), method)(
+                text, logger_name=self._name, **fields
+            )
+        else:
+            rendered = " ".join(f"{key}={value!r}" for key, value in fields.items())
+            std.log(_LEVELS[method], "%s %s", text, rendered)
+
+
+def get_logger(name: str) -> Logger:
+    """The logger for module *name* (``veo3dl._client`` logs as ``veo3dl.client``)."""
+    return Logger(name.replace("._", "."))
+
+
+class SecretFilter(logging.Filter):
+    """A stdlib filter that rewrites each record's message with secrets scrubbed."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record must not break logging
+            message = str(record.msg)
+        record.msg = redact_text(message, self.secrets)
+        record.args = None
+        return True
+
+
+def protect_stdlib_loggers() -> None:
+    """Scrub urllib3's own log lines (idempotent).
+
+    urllib3 logs ``"GET /v1/media/...?key=AIza..."`` at debug level.  A
+    filter on its loggers scrubs the line whatever handler the application
+    attached.
+    """
+    for name in _URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SecretFilter) for f in logger.filters):
+            logger.addFilter(SecretFilter())
