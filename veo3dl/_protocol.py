@@ -1,0 +1,414 @@
+"""Google Flow's 2025 protocol as pure functions: build requests, parse answers.
+
+Nothing here does I/O.  The client (``_client.py``) sends what these
+functions build and hands back what arrives; every shape check lives here so
+that it can be tested, and fuzzed, without a server.  Parsers raise only
+:class:`~veo3dl.exceptions.ProtocolError` (or an :class:`AuthError` for the
+session), whatever JSON they are given.
+
+Facts come from ``flow-protocol.md``; the sections are cited where they
+matter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from veo3dl._models import MediaItem, MediaType
+from veo3dl._redaction import redact_url
+from veo3dl.exceptions import LoginRequired, ProtocolError
+
+__all__ = [
+    "LISTING_PATH",
+    "MEDIA_PATH",
+    "PAYLOAD_KEYS",
+    "SESSION_PATH",
+    "GoogleError",
+    "MediaPayload",
+    "ParsedPage",
+    "SessionToken",
+    "api_headers",
+    "clean_name",
+    "listing_input",
+    "listing_url",
+    "media_url",
+    "parse_google_error",
+    "parse_listing",
+    "parse_media_item",
+    "parse_media_payload",
+    "parse_retry_after",
+    "parse_session",
+    "quote_name",
+    "signed_url_expires",
+]
+
+SESSION_PATH = "/fx/api/auth/session"
+LISTING_PATH = "/fx/api/trpc/media.fetchUserHistoryDirectly"
+MEDIA_PATH = "/v1/media/"
+LABS_ORIGIN = "https://labs.google"
+
+# The JSON keys whose string value is the file itself, base64-encoded (section 3).
+PAYLOAD_KEYS = frozenset({"image", "encodedImage", "encodedVideo"})
+
+# RFC 3986 pchar minus pct-encoded: unreserved / sub-delims / ":" / "@".
+# "$" is legal here and the service answers 400 when it arrives as "%24".
+_PCHAR_SAFE = "-._~!$&'()*+,;=:@"
+_WHITESPACE = re.compile(r"\s+")
+
+
+# ----------------------------------------------------------------- listing
+
+
+def listing_input(cursor: str | None, page_size: int) -> str:
+    """The ``input`` query value of one listing request (section 2).
+
+    The first page sends ``meta``; every later page sends the cursor and no
+    ``meta`` key at all, since ``meta`` with a cursor makes the service answer
+    with the first page again.
+    """
+    body: dict[str, Any] = {
+        "json": {
+            "type": "ASSET_MANAGER",
+            "pageSize": page_size,
+            "responseScope": "RESPONSE_SCOPE_UNSPECIFIED",
+            "cursor": cursor,
+        }
+    }
+    if cursor is None:
+        body["meta"] = {"values": {"cursor": ["undefined"]}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def listing_url(labs_url: str, cursor: str | None, page_size: int) -> str:
+    """The full URL of one listing page."""
+    encoded = quote(listing_input(cursor, page_size), safe="")
+    return f"{labs_url}{LISTING_PATH}?input={encoded}"
+
+
+@attrs.frozen
+class ParsedPage:
+    """What one listing answer holds: parsed items, malformed count, next token."""
+
+    items: tuple[MediaItem, ...]
+    skipped: int
+    next_token: str | None = attrs.field(repr=lambda t: "None" if t is None else "'…'")
+
+
+def _dig(obj: object, path: tuple[str, ...], where: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping) or key not in obj:
+            raise ProtocolError(f"missing {key!r}", where=where)
+        obj = obj[key]
+    return obj
+
+
+def parse_listing(payload: object) -> ParsedPage:
+    """Parse one listing answer.
+
+    The envelope must be right, or :class:`ProtocolError` is raised.  Items
+    that cannot be parsed are skipped and counted, never fatal: one odd item
+    must not hide the rest of the library.
+    """
+    where = "listing result.data.json.result"
+    result = _dig(payload, ("result", "data", "json", "result"), where)
+    if not isinstance(result, Mapping):
+        raise ProtocolError("expected an object", where=where)
+    workflows = result.get("userWorkflows", [])
+    if workflows is None:
+        workflows = []
+    if not isinstance(workflows, list):
+        raise ProtocolError("userWorkflows is not a list", where=where)
+    token = result.get("nextPageToken")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ProtocolError("nextPageToken is not a non-empty string", where=where)
+    items: list[MediaItem] = []
+    skipped = 0
+    for entry in workflows:
+        try:
+            items.append(parse_media_item(entry))
+        except ProtocolError:
+            skipped += 1
+    return ParsedPage(items=tuple(items), skipped=skipped, next_token=token)
+
+
+def clean_name(value: object, where: str) -> str:
+    """A media name with stray whitespace and line breaks removed (section 2)."""
+    if not isinstance(value, str):
+        raise ProtocolError("name is not a string", where=where)
+    name = _WHITESPACE.sub("", value)
+    if not name or name in {".", ".."} or "\x00" in name:
+        raise ProtocolError("name is empty or not a usable identifier", where=where)
+    return name
+
+
+def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def parse_time(value: object, where: str) -> datetime:
+    """An RFC 3339 time (``2025-10-29T13:56:15Z``, with or without fraction) as aware UTC."""
+    if not isinstance(value, str):
+        raise ProtocolError("time is not a string", where=where)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # fromisoformat in 3.10 takes at most 6 fractional digits.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ProtocolError(f"not an RFC 3339 time: {value[:40]!r}", where=where) from None
+    if parsed.tzinfo is None:
+        raise ProtocolError("time has no zone", where=where)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_media_item(entry: object) -> MediaItem:
+    """Parse one ``userWorkflows`` entry into a :class:`MediaItem`."""
+    where = "listing item"
+    if not isinstance(entry, Mapping):
+        raise ProtocolError("item is not an object", where=where)
+    media = entry.get("media")
+    if not isinstance(media, Mapping):
+        raise ProtocolError("missing media", where=where)
+    name = clean_name(media.get("name", entry.get("name")), where)
+    where = f"listing item {name[:60]}"
+    generation = media.get("mediaGenerationId")
+    if not isinstance(generation, Mapping):
+        raise ProtocolError("missing mediaGenerationId", where=where)
+    try:
+        media_type = MediaType(generation.get("mediaType"))
+    except ValueError:
+        raise ProtocolError("unknown mediaType", where=where) from None
+    media_key = _optional_str(generation, "mediaKey")
+    if media_key is None:
+        raise ProtocolError("missing mediaKey", where=where)
+    body: Mapping[str, Any] = next(
+        (
+            media[k]
+            for k in ("video", "image", "userUploadedImage")
+            if isinstance(media.get(k), Mapping)
+        ),
+        {},
+    )
+    fife_url = _optional_str(body, "fifeUrl")
+    return MediaItem(
+        name=name,
+        media_type=media_type,
+        media_key=media_key,
+        create_time=parse_time(entry.get("createTime"), where),
+        workflow_id=_optional_str(generation, "workflowId"),
+        project_id=_optional_str(generation, "projectId"),
+        aspect_ratio=_optional_str(body, "aspectRatio"),
+        fife_url=fife_url if fife_url and fife_url.startswith(("https://", "http://")) else None,
+    )
+
+
+# -------------------------------------------------------------- one item
+
+
+def quote_name(name: str) -> str:
+    """A media name as one raw path segment (section 3).
+
+    Characters legal in an RFC 3986 path segment go as they are (``$``
+    included); only what cannot stand there (``/ ? # %``, space, controls,
+    non-ASCII) is percent-escaped.
+    """
+    return quote(name, safe=_PCHAR_SAFE)
+
+
+def media_url(api_url: str, name: str, api_key: str) -> str:
+    """The URL of one media item on the api host."""
+    key = quote(api_key, safe="")
+    return f"{api_url}{MEDIA_PATH}{quote_name(name)}?key={key}&clientContext.tool=PINHOLE"
+
+
+def api_headers(access_token: str) -> dict[str, str]:
+    """Headers the web app sends to the api host."""
+    return {
+        "Authorization": f"Bearer {access_token}",
+        "origin": LABS_ORIGIN,
+        "referer": f"{LABS_ORIGIN}/",
+        "accept": "application/json",
+    }
+
+
+@attrs.frozen
+class MediaPayload:
+    """The parsed fields of one media answer (the file itself is handled apart).
+
+    ``shape`` names where the file was: ``userUploadedImage.image``,
+    ``image.encodedImage`` or ``video.encodedVideo``.
+    """
+
+    name: str
+    shape: str
+    media_type: MediaType | None
+    fife_url: str | None = attrs.field(repr=lambda u: "None" if u is None else repr(redact_url(u)))
+    seed: int | None = None
+    prompt: str | None = None
+    model: str | None = None
+    aspect_ratio: str | None = None
+
+
+_SHAPES = (
+    ("userUploadedImage", "image", "modelNameType"),
+    ("image", "encodedImage", "modelNameType"),
+    ("video", "encodedVideo", "model"),
+)
+
+
+def parse_media_payload(payload: object, *, name: str) -> tuple[MediaPayload, str | None]:
+    """Parse a media answer into its fields and the base64 text of the file.
+
+    The base64 text is ``None`` when it was streamed out of the body already
+    (the streaming extractor leaves an empty string in its place).
+    """
+    where = f"media answer for {name[:60]}"
+    if not isinstance(payload, Mapping):
+        raise ProtocolError("answer is not an object", where=where)
+    for container, data_key, model_key in _SHAPES:
+        body = payload.get(container)
+        if isinstance(body, Mapping) and data_key in body:
+            data = body[data_key]
+            if not isinstance(data, str):
+                raise ProtocolError(f"{container}.{data_key} is not a string", where=where)
+            generation = payload.get("mediaGenerationId")
+            media_type: MediaType | None = None
+            if isinstance(generation, Mapping):
+                try:
+                    media_type = MediaType(generation.get("mediaType"))
+                except ValueError:
+                    media_type = None
+            seed = body.get("seed")
+            fife = _optional_str(body, "fifeUrl")
+            info = MediaPayload(
+                name=name,
+                shape=f"{container}.{data_key}",
+                media_type=media_type,
+                fife_url=fife if fife and fife.startswith(("https://", "http://")) else None,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                prompt=_optional_str(body, "prompt"),
+                model=_optional_str(body, model_key) or _optional_str(body, "model"),
+                aspect_ratio=_optional_str(body, "aspectRatio"),
+            )
+            return info, (data or None)
+    raise ProtocolError(
+        "no userUploadedImage.image, image.encodedImage or video.encodedVideo", where=where
+    )
+
+
+@attrs.frozen
+class GoogleError:
+    """The fields of Google's error body, each ``None`` when absent."""
+
+    code: int | None
+    status: str | None
+    reason: str | None
+    message: str | None
+
+
+def parse_google_error(body: bytes) -> GoogleError:
+    """Read ``{"error": {"code", "message", "status", "details": [{"reason"}]}}``, leniently."""
+    try:
+        payload = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return GoogleError(None, None, None, None)
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    if not isinstance(error, Mapping):
+        return GoogleError(None, None, None, None)
+    reason = None
+    details = error.get("details")
+    if isinstance(details, list):
+        for detail in details:
+            if isinstance(detail, Mapping) and isinstance(detail.get("reason"), str):
+                reason = detail["reason"]
+                break
+    code = error.get("code")
+    message = error.get("message")
+    status = error.get("status")
+    return GoogleError(
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        status=status if isinstance(status, str) else None,
+        reason=reason,
+        message=message[:300] if isinstance(message, str) else None,
+    )
+
+
+# ---------------------------------------------------------------- session
+
+
+@attrs.frozen(repr=False)
+class SessionToken:
+    """A bearer token minted from the session cookie, and when it expires."""
+
+    access_token: str
+    expires: datetime | None
+
+    def __repr__(self) -> str:
+        return f"SessionToken(access_token='***', expires={self.expires!r})"
+
+
+def parse_session(payload: object) -> SessionToken:
+    """Parse the session endpoint's answer (section 1).
+
+    ``"error": "ACCESS_TOKEN_REFRESH_NEEDED"`` (or no token at all) means the
+    cookie is stale: :class:`LoginRequired`, not something to retry.
+    """
+    where = "session answer"
+    if not isinstance(payload, Mapping):
+        raise ProtocolError("answer is not an object", where=where)
+    if payload.get("error") == "ACCESS_TOKEN_REFRESH_NEEDED":
+        raise LoginRequired()
+    token = payload.get("access_token")
+    if not isinstance(token, str) or not token:
+        if "user" not in payload or payload.get("error"):
+            raise LoginRequired("the Flow session holds no access token (signed out?)")
+        raise ProtocolError("missing access_token", where=where)
+    expires_raw = payload.get("expires")
+    expires = parse_time(expires_raw, where) if isinstance(expires_raw, str) else None
+    return SessionToken(access_token=token, expires=expires)
+
+
+# ------------------------------------------------------------ signed URLs
+
+
+_EXPIRES = re.compile(r"[?&]Expires=(\d{1,12})(?:&|#|$)")
+
+
+def signed_url_expires(url: str) -> float | None:
+    """The ``Expires`` of a signed URL in unix seconds, read without decoding the URL."""
+    match = _EXPIRES.search(url)
+    return float(match.group(1)) if match else None
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """``Retry-After`` as seconds from *now*: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
