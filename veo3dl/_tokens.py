@@ -1,0 +1,97 @@
+"""Bearer tokens: kept, renewed ahead of expiry, and renewed once per 401.
+
+A :class:`TokenSource` hands out the current token and renews it when a
+request was refused.  ``refresh(stale)`` names the token that failed, so of
+many threads refused at once only the first one renews; the rest get the new
+token it fetched (single flight).  Worker processes use a source backed by
+the parent's coordinator so that a batch renews once, not once per worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from veo3dl._protocol import SessionToken
+from veo3dl.exceptions import TokenExpired
+
+__all__ = ["SessionTokenSource", "TokenSource"]
+
+_NO_COOKIE_HINT = "set VEO3DL_COOKIE so veo3dl can renew it, or give a fresh VEO3DL_BEARER_TOKEN"
+
+
+class TokenSource(Protocol):
+    """Hands out bearer tokens for the api host."""
+
+    def get(self) -> str:
+        """The token to use now, renewed first if it is about to expire."""
+
+    def refresh(self, stale: str) -> str:
+        """A token other than *stale*, which the api host just refused."""
+
+
+class SessionTokenSource:
+    """Tokens minted from the session cookie by calling *mint*.
+
+    *initial* is a token given by the user (its expiry unknown: it is used
+    until refused).  Without *mint* (no cookie), a refused token is final:
+    :class:`TokenExpired`.  A minted token is renewed *margin* seconds before
+    its ``expires``, or at a tenth of its lifetime when that is shorter.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: str | None,
+        mint: Callable[[], SessionToken] | None,
+        margin: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._token = initial
+        self._renew_at: float | None = None
+        self._mint = mint
+        self._margin = margin
+        self._clock = clock
+        self.mints = 0
+
+    def get(self) -> str:
+        """The current token, minting one when there is none or it is due."""
+        with self._lock:
+            due = self._renew_at is not None and self._clock() >= self._renew_at
+            if self._token is not None and not due:
+                return self._token
+            if self._mint is None:
+                if self._token is not None:
+                    return self._token
+                raise TokenExpired(
+                    "no bearer token and no cookie to mint one", hint=_NO_COOKIE_HINT
+                )
+            return self._mint_locked()
+
+    def refresh(self, stale: str) -> str:
+        """Renew after *stale* was refused, unless another thread already did."""
+        with self._lock:
+            if self._token is not None and self._token != stale:
+                return self._token
+            if self._mint is None:
+                raise TokenExpired(
+                    "the bearer token was refused (expired?)", status=401, hint=_NO_COOKIE_HINT
+                )
+            return self._mint_locked()
+
+    def _mint_locked(self) -> str:
+        assert self._mint is not None
+        minted = self._mint()
+        self.mints += 1
+        self._token = minted.access_token
+        if minted.expires is None:
+            self._renew_at = None
+        else:
+            expires = minted.expires.timestamp()
+            now = self._clock()
+            lead = min(self._margin, max(expires - now, 0.0) / 10)
+            self._renew_at = expires - lead
+        return self._token
