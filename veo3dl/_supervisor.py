@@ -1,0 +1,548 @@
+"""The supervisor: one thread of the pool's parent that runs everything else.
+
+It alone touches the workers.  One ``select`` waits on every worker's result
+pipe, every worker's process sentinel, the pipes that still have jobs to
+write, and a wake-up pipe (new jobs, shutdown), with the next job deadline as
+its timeout.  Around it, the supervisor dispatches queued jobs to workers
+with free slots, records each job's worker, attempts and start time, turns
+``DONE`` events into completed futures, replaces dead workers and re-runs
+their jobs, kills jobs past ``job_timeout``, and gives up on a crash loop.
+
+Futures are completed on a separate thread (:class:`Completer`) so that a
+slow ``add_done_callback`` in user code can never stall supervision.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import queue
+import selectors
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from veo3dl import _wire
+from veo3dl._logging import get_logger
+from veo3dl._worker_handle import JobRecord, WorkerHandle
+from veo3dl.exceptions import (
+    HandlerError,
+    JobTimeout,
+    PoolBroken,
+    PoolClosed,
+    PoolError,
+    WorkerCrashed,
+)
+
+__all__ = ["Completer", "Settings", "Supervisor"]
+
+_log = get_logger(__name__)
+_SHORT_JOB = 0.005  # seconds: below this average, prefetch jobs to hide the round trip
+_STOP_GRACE = 5.0  # seconds a stopping worker gets before SIGKILL
+_Completion = tuple["Future[Any]", bool, Any]
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.args[0]}"""'
+
+
+class Completer:
+    """Completes futures on its own thread, in batches."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[list[_Completion] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="veo3dl-pool-completer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: list[_Completion]) -> None:
+        """Complete these futures soon."""
+        if batch:
+            self._queue.put(batch)
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for future, ok, value in batch:
+                if future.done():
+                    continue
+                try:
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+                except Exception:  # noqa: BLE001 - a cancelled future, a raising callback
+                    _log.debug("future_completion_failed", error=traceback.format_exc(limit=3))
+
+    def close(self, timeout: float) -> None:
+        """Finish the queued batches and stop (waiting at most *timeout*)."""
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class Settings:
+    """The pool's fixed configuration, as the supervisor needs it."""
+
+    def __init__(
+        self,
+        *,
+        context: BaseContext,
+        workers: int,
+        slots: int,
+        max_attempts: int,
+        job_timeout: float | None,
+        kill_grace: float,
+        max_jobs_per_worker: int | None,
+        handler_blob: bytes,
+        initializer_blob: bytes | None,
+    ) -> None:
+        self.context = context
+        self.workers = workers
+        self.slots = slots
+        self.max_attempts = max_attempts
+        self.job_timeout = job_timeout
+        self.kill_grace = kill_grace
+        self.max_jobs_per_worker = max_jobs_per_worker
+        self.handler_blob = handler_blob
+        self.initializer_blob = initializer_blob
+        self.crash_loop_limit = 3 + workers
+
+
+class Supervisor:
+    """Runs the pool's workers on one thread; everything public is thread-safe."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.pending: collections.deque[JobRecord] = collections.deque()
+        self.counts = collections.Counter[str]()
+        self.pids: list[int] = []
+        self.closing = False
+        self.terminating = False
+        self.broken: PoolError | None = None
+        self.running = 0
+        self._workers: list[WorkerHandle] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        self._completions: list[_Completion] = []
+        self._completer = Completer()
+        self._avg_duration: float | None = None
+        self._early_deaths = 0
+        self._numbering = 0
+        self._stop_deadline: float | None = None
+        self.thread = threading.Thread(
+            target=self._main, name="veo3dl-pool-supervisor", daemon=True
+        )
+        self.thread.start()
+
+    # --------------------------------------------------- called by any thread
+
+    def wake(self) -> None:
+        """Make the supervisor look at its queue and flags (cheap when repeated)."""
+        with self.lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # closed at exit, or full: the supervisor is awake anyway
+
+    def enqueue(self, record: JobRecord) -> None:
+        """Queue a submitted job (the caller holds no lock)."""
+        with self.lock:
+            if self.broken is not None:
+                raise PoolBroken(f"the pool is broken: {self.broken}")
+            if self.closing:
+                raise PoolClosed("the pool is shut down; it takes no more jobs")
+            self.pending.append(record)
+            self.counts["submitted"] += 1
+        self.wake()
+
+    # ------------------------------------------------------------ the loop
+
+    def _main(self) -> None:
+        try:
+            for _ in range(self.settings.workers):
+                self._spawn()
+            while self._step():
+                pass
+        except BaseException as error:  # noqa: BLE001 - never die silently with futures pending
+            _log.error("pool_supervisor_failed", error=traceback.format_exc())
+            self._fail_everything(PoolBroken(f"the pool's supervisor failed: {error!r}"))
+        finally:
+            if self.terminating:
+                self._fail_everything(PoolClosed("the pool was terminated"))
+            self._shut_workers()
+            self._selector.close()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._flush_completions()
+            self._completer.close(timeout=5.0)
+
+    def _step(self) -> bool:
+        if self.terminating:
+            return False
+        self._dispatch()
+        events = self._selector.select(self._timeout())
+        for key, mask in events:
+            kind, worker = key.data
+            if kind == "wake":
+                self._drain_wake()
+            elif kind == "result":
+                self._read(worker)
+            elif kind == "exit":
+                self._on_exit(worker)
+            elif kind == "write" and mask & selectors.EVENT_WRITE and worker.flush():
+                self._watch_writes(worker, False)
+        self._check_deadlines()
+        self._flush_completions()
+        return not self._finished()
+
+    def _timeout(self) -> float | None:
+        deadlines = [w.kill_at for w in self._workers if w.kill_at is not None]
+        if self.settings.job_timeout is not None:
+            deadlines += [
+                r.started + self.settings.job_timeout
+                for w in self._workers
+                for r in w.held.values()
+                if r.started is not None and not r.timed_out
+            ]
+        if self._stop_deadline is not None:
+            deadlines.append(self._stop_deadline)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _drain_wake(self) -> None:
+        # Empty the pipe *before* clearing the flag: cleared first, a wake-up
+        # written in between would be read here and the flag left set, and
+        # every later wake() would skip its write.
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self.lock:
+            self._wake_pending = False
+
+    # ----------------------------------------------------------- dispatch
+
+    def _capacity(self) -> int:
+        slots = self.settings.slots
+        short = self._avg_duration is not None and self._avg_duration < _SHORT_JOB
+        return slots * 2 if short else slots
+
+    def _dispatch(self) -> None:
+        if not self.pending or self.terminating:
+            return
+        workers = sorted(
+            (w for w in self._workers if w.ready and not w.retiring and w.kill_at is None),
+            key=lambda w: len(w.held),
+        )
+        batches: dict[WorkerHandle, list[JobRecord]] = {}
+        with self.lock:
+            for limit in (self.settings.slots, self._capacity()):
+                for worker in workers:
+                    room = limit - len(worker.held) - len(batches.get(worker, ()))
+                    if self.settings.max_jobs_per_worker is not None:
+                        room = min(room, self.settings.max_jobs_per_worker - worker.dispatched)
+                    while room > 0 and self.pending:
+                        record = self.pending.popleft()
+                        # A re-queued job's future is running already; a new one
+                        # becomes so now, unless its caller cancelled it.
+                        future = record.future
+                        if not future.running() and not future.set_running_or_notify_cancel():
+                            self.counts["cancelled"] += 1
+                            continue
+                        batches.setdefault(worker, []).append(record)
+                        worker.dispatched += 1
+                        room -= 1
+        for worker, batch in batches.items():
+            for record in batch:
+                worker.held[record.id] = record
+            worker.send((_wire.JOBS, [(r.id, r.payload) for r in batch]))
+            limit_reached = worker.dispatched == self.settings.max_jobs_per_worker
+            if limit_reached:
+                worker.send((_wire.STOP,))
+                worker.retiring = True
+            if worker.outbox:
+                self._watch_writes(worker, True)
+
+    def _watch_writes(self, worker: WorkerHandle, on: bool) -> None:
+        key = ("write", worker)
+        try:
+            if on:
+                self._selector.register(worker.job_fd, selectors.EVENT_WRITE, key)
+            else:
+                self._selector.unregister(worker.job_fd)
+        except (KeyError, ValueError):
+            pass
+
+    # ------------------------------------------------------------- events
+
+    def _read(self, worker: WorkerHandle) -> None:
+        for message in worker.reader.read_available():
+            self._handle(worker, message)
+        if worker.reader.eof and worker.result_open:
+            worker.result_open = False
+            self._selector.unregister(worker.result_fd)
+
+    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == _wire.EVENTS:
+            now = time.monotonic()
+            for event in message[1]:
+                record = worker.held.get(event[1])
+                if record is None:
+                    continue
+                if event[0] == _wire.STARTED:
+                    record.started = now
+                    record.attempts += 1
+                    self.running += 1
+                    worker.started_any = True
+                    self._early_deaths = 0
+                else:
+                    del worker.held[record.id]
+                    self._finished_job(record, event[2], event[3], now)
+        elif kind == _wire.READY:
+            worker.ready = True
+        elif kind == _wire.INIT_FAILED:
+            worker.init_error = message[1]
+
+    def _finished_job(self, record: JobRecord, ok: bool, payload: bytes, now: float) -> None:
+        if record.started is not None:
+            self.running -= 1
+            duration = now - record.started
+            avg = self._avg_duration
+            self._avg_duration = duration if avg is None else 0.8 * avg + 0.2 * duration
+        if record.timed_out:
+            return
+        try:
+            value = pickle.loads(payload)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result class the parent cannot import
+            ok, value = (
+                False,
+                (
+                    HandlerError(
+                        f"the job's result could not be unpickled: {exc!r}",
+                        exc_type=type(exc).__qualname__,
+                    ),
+                    "",
+                ),
+            )
+        if not ok:
+            error, remote_tb = value
+            if remote_tb and isinstance(error, BaseException):
+                error.__cause__ = _RemoteTraceback(remote_tb)
+            value = error
+        self._complete(record, ok, value)
+
+    def _complete(self, record: JobRecord, ok: bool, value: Any) -> None:
+        with self.lock:
+            self.counts["completed" if ok else "failed"] += 1
+        self._completions.append((record.future, ok, value))
+
+    def _flush_completions(self) -> None:
+        batch, self._completions = self._completions, []
+        self._completer.put(batch)
+
+    # ------------------------------------------------------ deaths, timeouts
+
+    def _on_exit(self, worker: WorkerHandle) -> None:
+        self._read(worker)  # what it managed to send still counts
+        exitcode = worker.reap()
+        for fd in (worker.sentinel, worker.result_fd, worker.job_fd):
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        worker.close()
+        self._workers.remove(worker)
+        self._publish_pids()
+        planned = worker.retiring and exitcode == 0 and not worker.held
+        if not worker.started_any and not planned:
+            self._early_deaths += 1
+        requeue: list[JobRecord] = []
+        for record in worker.held.values():
+            if record.started is not None:
+                self.running -= 1
+                if worker.killed_for_timeout and not record.timed_out:
+                    record.attempts -= 1  # killed for another job's timeout: not its fault
+            if record.timed_out:
+                continue
+            if record.started is not None and record.attempts >= self.settings.max_attempts:
+                self._complete(record, False, self._crash_error(record, exitcode))
+                continue
+            record.started = None
+            requeue.append(record)
+        if requeue:
+            with self.lock:
+                self.pending.extendleft(reversed(requeue))
+        if not planned:
+            _log.warning("worker_died", pid=worker.pid, exitcode=exitcode, requeued=len(requeue))
+        if self._early_deaths >= self.settings.crash_loop_limit:
+            detail = f"; the last one reported:\n{worker.init_error}" if worker.init_error else ""
+            self._fail_everything(
+                PoolBroken(
+                    f"{self._early_deaths} workers in a row died before taking a job "
+                    f"(last exit code {exitcode}){detail}",
+                    hint="check the handler and initializer import and run in a fresh process",
+                )
+            )
+            return
+        if not self.terminating and (not self.closing or self._work_left()):
+            if not planned:
+                with self.lock:
+                    self.counts["restarts"] += 1
+            self._spawn()
+
+    def _crash_error(self, record: JobRecord, exitcode: int | None) -> WorkerCrashed:
+        signal_name = None
+        if exitcode is not None and exitcode < 0:
+            try:
+                signal_name = signal.Signals(-exitcode).name
+            except ValueError:
+                signal_name = f"signal {-exitcode}"
+        how = signal_name or f"exit code {exitcode}"
+        return WorkerCrashed(
+            f"the worker running this job died ({how}) on each of {record.attempts} attempts",
+            exitcode=exitcode,
+            signal_name=signal_name,
+            attempts=record.attempts,
+            item=record.label,
+        )
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings.job_timeout
+        for worker in self._workers:
+            if worker.kill_at is not None and now >= worker.kill_at:
+                worker.kill()
+            if timeout is None:
+                continue
+            for record in worker.held.values():
+                if (
+                    record.started is not None
+                    and not record.timed_out
+                    and now - record.started >= timeout
+                ):
+                    record.timed_out = True
+                    worker.killed_for_timeout = True
+                    self._complete(
+                        record,
+                        False,
+                        JobTimeout(
+                            f"the job ran longer than {timeout:g} s",
+                            timeout=timeout,
+                            item=record.label,
+                        ),
+                    )
+                    worker.begin_kill(self.settings.kill_grace)
+        if self._stop_deadline is not None and now >= self._stop_deadline:
+            for worker in self._workers:
+                worker.kill()
+
+    # ------------------------------------------------------- starting, ending
+
+    def _spawn(self) -> None:
+        self._numbering += 1
+        inherited: list[int] = []
+        if self.settings.context.get_start_method() == "fork":
+            inherited = [fd for w in self._workers for fd in w.fds()] + [self._wake_r, self._wake_w]
+        worker = WorkerHandle(
+            self.settings.context,
+            self._numbering,
+            handler_blob=self.settings.handler_blob,
+            initializer_blob=self.settings.initializer_blob,
+            slots=self.settings.slots,
+            inherited_fds=inherited,
+        )
+        self._workers.append(worker)
+        self._selector.register(worker.result_fd, selectors.EVENT_READ, ("result", worker))
+        self._selector.register(worker.sentinel, selectors.EVENT_READ, ("exit", worker))
+        self._publish_pids()
+
+    def _publish_pids(self) -> None:
+        with self.lock:
+            self.pids = [w.pid for w in self._workers]
+
+    def _work_left(self) -> bool:
+        return bool(self.pending) or any(w.held for w in self._workers)
+
+    def _finished(self) -> bool:
+        """True when the loop may end: closing, no work left, every worker gone."""
+        if self.broken is not None or self.terminating:
+            return True
+        if not self.closing or self._work_left():
+            return False
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + _STOP_GRACE
+            for worker in self._workers:
+                if not worker.retiring:
+                    worker.retiring = True
+                    worker.send((_wire.STOP,))
+        return not self._workers
+
+    def _fail_everything(self, error: PoolError) -> None:
+        with self.lock:
+            if isinstance(error, PoolBroken) and self.broken is None:
+                self.broken = error
+            records = list(self.pending)
+            self.pending.clear()
+        records += [r for w in self._workers for r in w.held.values() if not r.timed_out]
+        for worker in self._workers:
+            worker.held.clear()
+        for record in records:
+            self._complete(record, False, error)
+
+    def _shut_workers(self) -> None:
+        """Kill what is left and reap it, with a deadline; never blocks for long."""
+        for worker in self._workers:
+            worker.kill()
+        deadline = time.monotonic() + 5.0
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.close()
+        self._workers.clear()
+        self._publish_pids()
+
+    def request_stop(self, *, terminate: bool, cancel_pending: bool) -> None:
+        """Begin a shutdown (graceful) or a termination (immediate)."""
+        never_dispatched: list[JobRecord] = []
+        with self.lock:
+            self.closing = True
+            self.terminating = self.terminating or terminate
+            if cancel_pending:
+                never_dispatched = [r for r in self.pending if not r.future.running()]
+                kept = [r for r in self.pending if r.future.running()]
+                self.pending = collections.deque(kept)
+                self.counts["cancelled"] += len(never_dispatched)
+        # Outside the lock: cancel() runs done-callbacks, which may call back into the pool.
+        for record in never_dispatched:
+            record.future.cancel()
+        self.wake()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the supervisor thread to end; True if it did."""
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def snapshot(self, fn: Callable[[Supervisor], Any]) -> Any:
+        """Call *fn* under the lock (for a consistent status)."""
+        with self.lock:
+            return fn(self)
