@@ -143,7 +143,9 @@ def test_stale_cookie_says_log_in_again(flow: FlowEmulator) -> None:
 
 
 def test_listing_needs_a_cookie(flow: FlowEmulator) -> None:
-    creds = Credentials(api_key=flow.credentials.api_key, bearer_token=flow.credentials.bearer_token)
+    creds = Credentials(
+        api_key=flow.credentials.api_key, bearer_token=flow.credentials.bearer_token
+    )
     with make_client(flow, creds) as client, pytest.raises(ConfigError, match="VEO3DL_COOKIE"):
         list(client.iter_items())
 
@@ -170,7 +172,11 @@ def test_media_extra_fields(flow: FlowEmulator) -> None:
     with make_client(flow) as client:
         image_info = client.fetch_media(item.name).info.payload
         video_info = client.fetch_media(video.name).info.payload
-    assert (image_info.seed, image_info.prompt, image_info.model) == (item.seed, item.prompt, item.model)
+    assert (image_info.seed, image_info.prompt, image_info.model) == (
+        item.seed,
+        item.prompt,
+        item.model,
+    )
     assert video_info.shape == "video.encodedVideo"
     assert (video_info.seed, video_info.model) == (video.seed, video.model)
 
@@ -272,15 +278,25 @@ def test_google_error_body_is_mapped(flow: FlowEmulator) -> None:
     with make_client(flow) as client, pytest.raises(ApiError) as info:
         client.fetch_media(item.name)
     error = info.value
-    assert (error.status, error.google_status, error.reason) == (403, "PERMISSION_DENIED", "PUBLIC_ERROR_SOMETHING")
-    assert flow.credentials.api_key not in str(error) and flow.credentials.api_key not in (error.url or "")
+    assert (error.status, error.google_status, error.reason) == (
+        403,
+        "PERMISSION_DENIED",
+        "PUBLIC_ERROR_SOMETHING",
+    )
+    assert flow.credentials.api_key not in str(error) and flow.credentials.api_key not in (
+        error.url or ""
+    )
 
 
 @pytest.mark.parametrize("retry_after", [1, "http-date"])
 def test_rate_limit_pauses_the_host_for_retry_after(flow: FlowEmulator, retry_after) -> None:
     from datetime import datetime, timedelta, timezone
 
-    value = retry_after if retry_after != "http-date" else datetime.now(timezone.utc) + timedelta(seconds=30)
+    value = (
+        retry_after
+        if retry_after != "http-date"
+        else datetime.now(timezone.utc) + timedelta(seconds=30)
+    )
     item = flow.items[4]
     flow.inject(Fault.rate_limited(retry_after=value), endpoint="media", name=item.name, times=1)
     gate = RecordingGate()
@@ -334,7 +350,9 @@ def test_tokens_dying_after_n_calls() -> None:
 
 
 def test_expired_bearer_without_cookie_is_token_expired(flow: FlowEmulator) -> None:
-    creds = Credentials(bearer_token=flow.credentials.bearer_token, api_key=flow.credentials.api_key)
+    creds = Credentials(
+        bearer_token=flow.credentials.bearer_token, api_key=flow.credentials.api_key
+    )
     flow.expire_tokens()
     with make_client(flow, creds) as client, pytest.raises(TokenExpired, match="VEO3DL_COOKIE"):
         client.fetch_media(flow.items[0].name)
@@ -354,7 +372,9 @@ def test_missing_api_key_is_a_config_error(flow: FlowEmulator) -> None:
         client.fetch_media(flow.items[0].name)
 
 
-@pytest.mark.parametrize("url", ["labs.google", "ftp://x", "https://labs.google/fx", "https://h:99999"])
+@pytest.mark.parametrize(
+    "url", ["labs.google", "ftp://x", "https://labs.google/fx", "https://h:99999"]
+)
 def test_bad_base_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         FlowClient(Credentials(), labs_url=url)
@@ -396,7 +416,11 @@ def test_cut_download_resumes_with_range(flow: FlowEmulator) -> None:
 
 def test_foreign_file_hosts_and_schemes_are_refused(flow: FlowEmulator) -> None:
     with make_client(flow) as client:
-        for url in ["file:///etc/passwd", "ftp://storage.googleapis.com/x", "https://evil.example/x"]:
+        for url in [
+            "file:///etc/passwd",
+            "ftp://storage.googleapis.com/x",
+            "https://evil.example/x",
+        ]:
             with pytest.raises(DownloadError, match="refusing"):
                 client.download_signed_url(url, BytesSink(), item="x")
         with pytest.raises(DownloadError):

@@ -44,7 +44,7 @@ def test_bare_session_token_becomes_a_cookie_header() -> None:
         f"GET /v1/media/x?key={KEY}&clientContext.tool=PINHOLE",
         f"Authorization: Bearer {TOKEN}",
         f"cookie: {COOKIE}",
-        f"https://storage.googleapis.com/b/k?GoogleAccessId=a&Expires=1&Signature=abc%2Bdef%3D",
+        "https://storage.googleapis.com/b/k?GoogleAccessId=a&Expires=1&Signature=abc%2Bdef%3D",
         f"token={TOKEN} and {KEY}",
     ],
 )
@@ -67,10 +67,19 @@ def test_exact_secrets_are_removed_whatever_their_shape() -> None:
 def test_stdlib_logs_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
     protect_stdlib_loggers()
     protect_stdlib_loggers()  # idempotent
-    assert sum(isinstance(f, SecretFilter) for f in logging.getLogger("urllib3.connectionpool").filters) == 1
+    assert (
+        sum(
+            isinstance(f, SecretFilter) for f in logging.getLogger("urllib3.connectionpool").filters
+        )
+        == 1
+    )
     with caplog.at_level(logging.DEBUG):
-        logging.getLogger("urllib3.connectionpool").debug('"GET /v1/media/x?key=%s HTTP/1.1" 200', KEY)
-        get_logger("veo3dl._test").debug("fetched", url=f"https://h/?key={KEY}", header=f"Bearer {TOKEN}")
+        logging.getLogger("urllib3.connectionpool").debug(
+            '"GET /v1/media/x?key=%s HTTP/1.1" 200', KEY
+        )
+        get_logger("veo3dl._test").debug(
+            "fetched", url=f"https://h/?key={KEY}", header=f"Bearer {TOKEN}"
+        )
     assert KEY not in caplog.text and TOKEN not in caplog.text
     assert "fetched" in caplog.text
 
@@ -117,7 +126,9 @@ def test_token_is_renewed_ahead_of_expiry() -> None:
 
 def test_short_lived_tokens_renew_at_a_tenth_of_their_life() -> None:
     clock = Clock()
-    source = SessionTokenSource(initial=None, mint=minter(clock, lifetime=100), margin=300, clock=clock)
+    source = SessionTokenSource(
+        initial=None, mint=minter(clock, lifetime=100), margin=300, clock=clock
+    )
     first = source.get()
     clock.now += 89
     assert source.get() == first

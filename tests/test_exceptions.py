@@ -16,7 +16,9 @@ INSTANCES = [
     exc.AuthError("refused", status=401, item="CAMa1"),
     exc.TokenExpired("expired", status=401),
     exc.LoginRequired(),
-    exc.ApiError("boom", status=500, google_status="INTERNAL", reason="R", url="https://h/p", item="x"),
+    exc.ApiError(
+        "boom", status=500, google_status="INTERNAL", reason="R", url="https://h/p", item="x"
+    ),
     exc.RateLimited("slow down", retry_after=2.5, reason="PUBLIC_ERROR_USER_REQUESTS_THROTTLED"),
     exc.NotFoundError("gone", status=404, google_status="NOT_FOUND"),
     exc.TransportError("reset", url="https://h/p", item="x"),
@@ -37,7 +39,11 @@ INSTANCES = [
 
 
 def test_every_public_exception_is_covered() -> None:
-    classes = {obj for _, obj in inspect.getmembers(exc, inspect.isclass) if issubclass(obj, exc.Veo3dlError)}
+    classes = {
+        obj
+        for _, obj in inspect.getmembers(exc, inspect.isclass)
+        if issubclass(obj, exc.Veo3dlError)
+    }
     assert classes == {type(e) for e in INSTANCES}
     assert set(exc.__all__) == {c.__name__ for c in classes}
 
@@ -72,7 +78,13 @@ def test_hierarchy() -> None:
     assert issubclass(exc.NotFoundError, exc.ApiError)
     assert issubclass(exc.PaginationError, exc.ProtocolError)
     assert issubclass(exc.IntegrityError, exc.DownloadError)
-    for leaf in (exc.WorkerCrashed, exc.JobTimeout, exc.PoolClosed, exc.PoolBroken, exc.HandlerError):
+    for leaf in (
+        exc.WorkerCrashed,
+        exc.JobTimeout,
+        exc.PoolClosed,
+        exc.PoolBroken,
+        exc.HandlerError,
+    ):
         assert issubclass(leaf, exc.PoolError)
 
 

@@ -20,7 +20,9 @@ PCHAR = set(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
     max_leaves=30,
 )
 
@@ -37,7 +39,10 @@ def workflow(name: str = "CAMa1", media_type: str = "IMAGE", **media_extra) -> d
         "name": name,
         "media": {
             "name": name,
-            "image": {"aspectRatio": "IMAGE_ASPECT_RATIO_PORTRAIT", "fifeUrl": "https://storage.googleapis.com/a?Expires=1&Signature=x%2B"},
+            "image": {
+                "aspectRatio": "IMAGE_ASPECT_RATIO_PORTRAIT",
+                "fifeUrl": "https://storage.googleapis.com/a?Expires=1&Signature=x%2B",
+            },
             "mediaGenerationId": {"mediaType": media_type, "workflowId": "w", "mediaKey": "k-1"},
             **media_extra,
         },
@@ -52,7 +57,12 @@ def test_first_page_sends_meta_and_later_pages_do_not() -> None:
     first = json.loads(proto.listing_input(None, 18))
     later = json.loads(proto.listing_input("tok", 18))
     assert first["meta"] == {"values": {"cursor": ["undefined"]}}
-    assert first["json"] == {"type": "ASSET_MANAGER", "pageSize": 18, "responseScope": "RESPONSE_SCOPE_UNSPECIFIED", "cursor": None}
+    assert first["json"] == {
+        "type": "ASSET_MANAGER",
+        "pageSize": 18,
+        "responseScope": "RESPONSE_SCOPE_UNSPECIFIED",
+        "cursor": None,
+    }
     assert "meta" not in later and later["json"]["cursor"] == "tok"
 
 
@@ -65,7 +75,13 @@ def test_listing_url_encodes_the_input() -> None:
 
 def test_parse_listing_strips_whitespace_and_skips_malformed() -> None:
     payload = listing_payload(
-        [workflow(" CAMa\n1 "), {"name": "broken"}, workflow("CAMa2", media_type="SOUND"), 7, workflow("CAUS3", "VIDEO")],
+        [
+            workflow(" CAMa\n1 "),
+            {"name": "broken"},
+            workflow("CAMa2", media_type="SOUND"),
+            7,
+            workflow("CAUS3", "VIDEO"),
+        ],
         token="next",
     )
     page = proto.parse_listing(payload)
@@ -81,7 +97,10 @@ def test_missing_token_means_last_page() -> None:
     assert proto.parse_listing(listing_payload([workflow()])).next_token is None
 
 
-@pytest.mark.parametrize("payload", [{}, {"result": {}}, [], "x", {"result": {"data": {"json": {"result": {"userWorkflows": 5}}}}}])
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"result": {}}, [], "x", {"result": {"data": {"json": {"result": {"userWorkflows": 5}}}}}],
+)
 def test_bad_envelope_is_protocol_error(payload) -> None:
     with pytest.raises(ProtocolError):
         proto.parse_listing(payload)
@@ -90,7 +109,11 @@ def test_bad_envelope_is_protocol_error(payload) -> None:
 @given(json_values)
 @settings(max_examples=300, deadline=None)
 def test_fuzz_listing_parser_raises_only_protocol_error(payload) -> None:
-    for candidate in (payload, listing_payload([payload]), listing_payload([payload, workflow()], token=payload)):
+    for candidate in (
+        payload,
+        listing_payload([payload]),
+        listing_payload([payload, workflow()], token=payload),
+    ):
         try:
             proto.parse_listing(candidate)
         except ProtocolError:
@@ -137,18 +160,42 @@ def test_dollar_goes_raw_and_only_unsafe_characters_are_escaped() -> None:
 
 def test_media_url_and_headers() -> None:
     url = proto.media_url("https://aisandbox-pa.googleapis.com", "CAMa$1", "AIzaKEY")
-    assert url == "https://aisandbox-pa.googleapis.com/v1/media/CAMa$1?key=AIzaKEY&clientContext.tool=PINHOLE"
+    assert (
+        url
+        == "https://aisandbox-pa.googleapis.com/v1/media/CAMa$1?key=AIzaKEY&clientContext.tool=PINHOLE"
+    )
     headers = proto.api_headers("ya29.tok")
     assert headers["Authorization"] == "Bearer ya29.tok"
-    assert headers["origin"] == "https://labs.google" and headers["referer"] == "https://labs.google/"
+    assert (
+        headers["origin"] == "https://labs.google" and headers["referer"] == "https://labs.google/"
+    )
 
 
 @pytest.mark.parametrize(
     ("payload", "shape"),
     [
-        ({"userUploadedImage": {"image": "QUJD", "fifeUrl": "https://x/y"}}, "userUploadedImage.image"),
-        ({"image": {"encodedImage": "QUJD", "seed": 5, "prompt": "p", "modelNameType": "IMAGEN_3_5"}}, "image.encodedImage"),
-        ({"video": {"encodedVideo": "QUJD", "seed": 1, "model": "veo_3"}, "mediaGenerationId": {"mediaType": "VIDEO"}}, "video.encodedVideo"),
+        (
+            {"userUploadedImage": {"image": "QUJD", "fifeUrl": "https://x/y"}},
+            "userUploadedImage.image",
+        ),
+        (
+            {
+                "image": {
+                    "encodedImage": "QUJD",
+                    "seed": 5,
+                    "prompt": "p",
+                    "modelNameType": "IMAGEN_3_5",
+                }
+            },
+            "image.encodedImage",
+        ),
+        (
+            {
+                "video": {"encodedVideo": "QUJD", "seed": 1, "model": "veo_3"},
+                "mediaGenerationId": {"mediaType": "VIDEO"},
+            },
+            "video.encodedVideo",
+        ),
     ],
 )
 def test_three_payload_shapes(payload: dict, shape: str) -> None:
@@ -157,7 +204,9 @@ def test_three_payload_shapes(payload: dict, shape: str) -> None:
 
 
 def test_session_parsing() -> None:
-    token = proto.parse_session({"user": {}, "expires": "2025-11-01T10:00:00.000Z", "access_token": "ya29.x"})
+    token = proto.parse_session(
+        {"user": {}, "expires": "2025-11-01T10:00:00.000Z", "access_token": "ya29.x"}
+    )
     assert token.access_token == "ya29.x"
     assert token.expires == datetime(2025, 11, 1, 10, tzinfo=timezone.utc)
     assert "ya29" not in repr(token)
@@ -168,9 +217,23 @@ def test_session_parsing() -> None:
 
 
 def test_google_error() -> None:
-    body = json.dumps({"error": {"code": 429, "message": "slow", "status": "RESOURCE_EXHAUSTED", "details": [{"reason": "R"}]}})
+    body = json.dumps(
+        {
+            "error": {
+                "code": 429,
+                "message": "slow",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [{"reason": "R"}],
+            }
+        }
+    )
     error = proto.parse_google_error(body.encode())
-    assert (error.code, error.status, error.reason, error.message) == (429, "RESOURCE_EXHAUSTED", "R", "slow")
+    assert (error.code, error.status, error.reason, error.message) == (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "R",
+        "slow",
+    )
     assert proto.parse_google_error(b"<html>").status is None
 
 
@@ -191,10 +254,21 @@ def test_signed_url_expires_read_without_decoding() -> None:
 # ------------------------------------------------------ streaming extractor
 
 
-@given(st.binary(max_size=3000), st.lists(st.integers(1, 700), min_size=1, max_size=20), st.booleans())
+@given(
+    st.binary(max_size=3000), st.lists(st.integers(1, 700), min_size=1, max_size=20), st.booleans()
+)
 @settings(max_examples=200, deadline=None)
-def test_extractor_decodes_whatever_the_chunking(data: bytes, cuts: list[int], escape_slashes: bool) -> None:
-    payload = {"name": "n", "video": {"prompt": 'say "hi" \\ there', "encodedVideo": base64.b64encode(data).decode(), "seed": 3}}
+def test_extractor_decodes_whatever_the_chunking(
+    data: bytes, cuts: list[int], escape_slashes: bool
+) -> None:
+    payload = {
+        "name": "n",
+        "video": {
+            "prompt": 'say "hi" \\ there',
+            "encodedVideo": base64.b64encode(data).decode(),
+            "seed": 3,
+        },
+    }
     body = json.dumps(payload)
     if escape_slashes:
         body = body.replace("/", "\\/")

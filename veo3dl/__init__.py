@@ -11,6 +11,11 @@ from veo3dl._http import RetryPolicy
 from veo3dl._listing import Listing
 from veo3dl._models import ListingPage, ListingStop, MediaItem, MediaType
 from veo3dl._pool import DownloadPool, JobOutcome, PoolStatus
+from veo3dl._records import DateCounts, StoreCounts, StoredItem
+from veo3dl._schema import MigrationReport
+from veo3dl._service import ImageService
+from veo3dl._store import ImageStore
+from veo3dl._sync import SyncProgress, SyncReport
 from veo3dl._version import __version__
 from veo3dl.exceptions import (
     ApiError,
@@ -42,11 +47,15 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "Credentials",
+    "DateCounts",
     "DownloadError",
     "DownloadPool",
+    "exceptions",
     "FetchedMedia",
     "FlowClient",
     "HandlerError",
+    "ImageService",
+    "ImageStore",
     "IntegrityError",
     "JobOutcome",
     "JobTimeout",
@@ -57,6 +66,7 @@ __all__ = [
     "MediaInfo",
     "MediaItem",
     "MediaType",
+    "MigrationReport",
     "NotFoundError",
     "PaginationError",
     "PoolBroken",
@@ -67,6 +77,10 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "StorageError",
+    "StoreCounts",
+    "StoredItem",
+    "SyncProgress",
+    "SyncReport",
     "TokenExpired",
     "TransportError",
     "UnsafePathError",
@@ -74,5 +88,4 @@ __all__ = [
     "Veo3dlError",
     "WorkerCrashed",
     "__version__",
-    "exceptions",
 ]

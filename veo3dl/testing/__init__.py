@@ -33,7 +33,6 @@ Faults are built with :class:`Fault` (``status``, ``rate_limited``, ``truncate``
 :class:`FaultHandle` that :meth:`FlowEmulator.inject` returns.
 """
 
-
 from veo3dl.testing._emulator import DEFAULT_BASE_TIME, FlowEmulator
 from veo3dl.testing._faults import Fault, FaultHandle, FaultKind
 from veo3dl.testing._library import EmulatedItem

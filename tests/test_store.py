@@ -1,0 +1,236 @@
+"""ImageStore: schema, seed-app adoption, queries, and refusing a corrupt file."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from veo3dl import ImageStore, MediaItem, MediaType, StorageError
+from veo3dl._records import DownloadRecord
+from veo3dl._schema import COLUMNS, SCHEMA_VERSION, TABLE
+
+SEED_COLUMNS = "id TEXT, profile_id TEXT, name TEXT, aspect_ratio TEXT, workflow_id TEXT, media_key TEXT, local_path TEXT, fife_url TEXT, created_at TEXT"
+
+
+def item(n: int, **kw) -> MediaItem:
+    return MediaItem(
+        name=f"CAMa{n:03d}",
+        media_type=MediaType.IMAGE,
+        media_key=f"key-{n}",
+        create_time=datetime(2025, 10, 20 + n % 5, 12, n % 60, tzinfo=timezone.utc),
+        **kw,
+    )
+
+
+def build_seed_database(path: Path) -> None:
+    """A database the way the seed app left it: 18 images stored 5 times, no unique index."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {TABLE} ({SEED_COLUMNS})")
+    for copy in range(5):
+        for n in range(18):
+            local = (
+                f"/home/u/Pictures/flow/2025-10-2{n % 5}/key-{n}.png"
+                if copy == 2 and n % 3 == 0
+                else None
+            )
+            name = f"CAMa{n:03d}" + ("\n" if copy == 4 else "")
+            conn.execute(
+                f"INSERT INTO {TABLE} VALUES (?, 'default', ?, 'IMAGE_ASPECT_RATIO_SQUARE', 'wf', ?, ?, NULL, ?)",
+                (str(uuid.uuid4()), name, f"key-{n}", local, f"2025-10-2{n % 5}T10:00:00Z"),
+            )
+    conn.commit()
+    conn.close()
+
+
+def test_fresh_database_schema(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "cat.db")
+    db = store.db
+    assert set(db[TABLE].columns_dict) == set(COLUMNS)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    unique = [i for i in db[TABLE].indexes if i.unique]
+    assert ["profile_id", "name"] in [i.columns for i in unique]
+    assert store.migration.from_version == 0 and not store.migration.adopted_seed_table
+    store.close()
+    again = ImageStore(tmp_path / "cat.db")
+    assert not again.migration.migrated
+    again.close()
+
+
+def test_seed_database_is_adopted_90_rows_to_18(tmp_path: Path) -> None:
+    path = tmp_path / "seed.db"
+    build_seed_database(path)
+    with ImageStore(path) as store:
+        assert store.migration.adopted_seed_table
+        assert store.migration.merged_duplicates == 72
+        rows = store.items("default")
+        assert len(rows) == 18
+        assert len({r.name for r in rows}) == 18
+        kept_paths = {r.name: r.local_path for r in rows if r.local_path}
+        assert kept_paths == {
+            f"CAMa{n:03d}": f"/home/u/Pictures/flow/2025-10-2{n % 5}/key-{n}.png"
+            for n in range(0, 18, 3)
+        }
+        assert all(r.remote_state == "present" and r.attempts == 0 for r in rows)
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute(
+                f"INSERT INTO {TABLE} (id, profile_id, name) VALUES ('x', 'default', 'CAMa000')"
+            )
+    # The earliest copy of each name is the one kept.
+    conn = sqlite3.connect(path)
+    assert conn.execute(f"SELECT count(*) FROM {TABLE} WHERE rowid > 18").fetchone()[0] == 0
+    conn.close()
+
+
+def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    content = b"this is not a database" * 500
+    path.write_bytes(content)
+    with pytest.raises(StorageError, match="not a SQLite database") as info:
+        ImageStore(path)
+    assert info.value.path == str(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db"]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StorageError, match="newer"):
+        ImageStore(path)
+
+
+def test_accepts_an_open_sqlite_utils_database(tmp_path: Path) -> None:
+    db = sqlite_utils.Database(tmp_path / "x.db")
+    store = ImageStore(db)
+    assert db[TABLE].exists()
+    store.close()
+    db.execute("SELECT 1")  # the store did not close a connection it did not open
+
+
+def test_upsert_refreshes_metadata_and_never_touches_download_fields(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        with store.transaction():
+            counts = store.upsert_items(
+                "p",
+                [item(1, fife_url="https://x/1?Signature=a"), item(2)],
+                sync_id="s1",
+                synced_at="t1",
+            )
+        assert (counts.inserted, counts.updated) == (2, 0)
+        store.record_downloads(
+            "p",
+            [
+                DownloadRecord(
+                    name="CAMa001",
+                    ok=True,
+                    local_path="2025-10-21/key-1.png",
+                    size_bytes=10,
+                    sha256="ab" * 32,
+                    mime_type="image/png",
+                    downloaded_at="t",
+                )
+            ],
+        )
+        with store.transaction():
+            counts = store.upsert_items(
+                "p", [item(1, aspect_ratio="NEW"), item(3)], sync_id="s2", synced_at="t2"
+            )
+        assert (counts.inserted, counts.updated) == (1, 1)
+        one = store.get("p", "CAMa001")
+        assert one is not None
+        assert one.aspect_ratio == "NEW"
+        assert one.fife_url == "https://x/1?Signature=a"  # kept when the listing had none
+        assert (one.local_path, one.size_bytes, one.sha256) == (
+            "2025-10-21/key-1.png",
+            10,
+            "ab" * 32,
+        )
+        assert "Signature=[REDACTED]" in repr(one)
+
+
+def test_mark_missing_and_back(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        with store.transaction():
+            store.upsert_items("p", [item(1), item(2)], sync_id="s1", synced_at="t")
+            store.upsert_items("other", [item(9)], sync_id="s1", synced_at="t")
+        with store.transaction():
+            store.upsert_items("p", [item(1)], sync_id="s2", synced_at="t")
+            assert store.mark_missing("p", "s2") == 1
+        assert store.get("p", "CAMa002").remote_state == "missing"
+        assert store.get("other", "CAMa009").remote_state == "present"
+        with store.transaction():
+            store.upsert_items("p", [item(2)], sync_id="s3", synced_at="t")
+        assert store.get("p", "CAMa002").remote_state == "present"
+
+
+def test_queries(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        with store.transaction():
+            store.upsert_items("p", [item(n) for n in range(6)], sync_id="s", synced_at="t")
+        store.record_downloads(
+            "p",
+            [
+                DownloadRecord(
+                    name="CAMa000",
+                    ok=True,
+                    local_path="a/b.png",
+                    size_bytes=100,
+                    sha256="0" * 64,
+                    mime_type="image/png",
+                    downloaded_at="t",
+                ),
+                DownloadRecord(name="CAMa001", ok=False, error="IntegrityError: an HTML page"),
+            ],
+        )
+        with store.transaction():
+            store.mark_missing("p", "nope")
+        counts = store.counts("p")
+        assert (counts.items, counts.downloaded, counts.failed, counts.missing, counts.bytes) == (
+            6,
+            1,
+            1,
+            6,
+            100,
+        )
+        assert counts.pending == 0  # everything is missing remotely
+        assert [p.name for p in store.pending("p")] == []
+        dates = store.by_date("p")
+        assert sum(d.items for d in dates) == 6 and dates == sorted(
+            dates, key=lambda d: d.date, reverse=True
+        )
+        failed = store.get("p", "CAMa001")
+        assert failed.attempts == 1 and "HTML" in failed.last_error
+        assert store.profiles() == ["p"]
+        assert store.forget("p") == 6
+        assert store.items("p") == []
+
+
+def test_forget_never_deletes_files(tmp_path: Path) -> None:
+    media = tmp_path / "media" / "a.png"
+    media.parent.mkdir()
+    media.write_bytes(b"png")
+    with ImageStore(tmp_path / "c.db") as store:
+        with store.transaction():
+            store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+        store.record_downloads(
+            "p", [DownloadRecord(name="CAMa001", ok=True, local_path="a.png", size_bytes=3)]
+        )
+        store.forget("p")
+    assert media.read_bytes() == b"png"
+
+
+def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        with pytest.raises(RuntimeError), store.transaction():
+            store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+            raise RuntimeError("interrupted")
+        assert store.items("p") == []

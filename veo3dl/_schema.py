@@ -1,0 +1,160 @@
+"""The catalogue's schema and its migrations, versioned by ``PRAGMA user_version``.
+
+Version 0 is either an empty file or a database left by the seed desktop app:
+the same ``veo3_image_generations`` table with fewer columns, duplicate rows
+(a faulty pagination stored each image several times) and no unique index.
+Migration 1 adopts either: it adds the missing columns, merges duplicates by
+``(profile_id, name)`` — keeping the earliest row and any ``local_path`` found
+on any copy — and only then creates the unique index.
+
+Each migration runs in one ``BEGIN IMMEDIATE`` transaction with the version
+bump, so a crash leaves the database at the old version, never half-migrated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import attrs
+import sqlite_utils
+
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "TABLE", "MigrationReport", "migrate"]
+
+TABLE = "veo3_image_generations"
+
+# Column -> SQLite type.  The first nine are the seed app's columns.
+COLUMNS: dict[str, type] = {
+    "id": str,
+    "profile_id": str,
+    "name": str,
+    "aspect_ratio": str,
+    "workflow_id": str,
+    "media_key": str,
+    "local_path": str,
+    "fife_url": str,
+    "created_at": str,
+    "media_type": str,
+    "project_id": str,
+    "prompt": str,
+    "seed": int,
+    "model": str,
+    "size_bytes": int,
+    "sha256": str,
+    "mime_type": str,
+    "downloaded_at": str,
+    "synced_at": str,
+    "remote_state": str,
+    "attempts": int,
+    "last_error": str,
+    "last_sync_id": str,
+    "claimed_by": str,
+    "claim_expires": float,
+}
+
+
+@attrs.frozen
+class MigrationReport:
+    """What opening the catalogue changed: versions, and seed rows merged."""
+
+    from_version: int
+    to_version: int
+    merged_duplicates: int = 0
+    adopted_seed_table: bool = False
+
+    @property
+    def migrated(self) -> bool:
+        """True when the schema was changed."""
+        return self.to_version != self.from_version
+
+
+def _v1_create_or_adopt(db: sqlite_utils.Database) -> tuple[int, bool]:
+    table = db[TABLE]
+    adopted = table.exists()
+    if not adopted:
+        # A rowid table: "id" (a uuid, as in the seed app) needs no index of
+        # its own; (profile_id, name) is the key every query uses.
+        table.create(  # type: ignore[union-attr]
+            COLUMNS,
+            not_null={"id", "profile_id", "name"},
+            defaults={"remote_state": "present", "attempts": 0},
+        )
+        merged = 0
+    else:
+        existing = set(table.columns_dict)
+        for column, kind in COLUMNS.items():
+            if column not in existing:
+                table.add_column(column, kind)  # type: ignore[union-attr]
+        db.execute(f"UPDATE {TABLE} SET remote_state = 'present' WHERE remote_state IS NULL")
+        db.execute(f"UPDATE {TABLE} SET attempts = 0 WHERE attempts IS NULL")
+        merged = _merge_duplicates(db)
+    db.execute(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_profile_name ON {TABLE} (profile_id, name)"
+    )
+    return merged, adopted
+
+
+def _merge_duplicates(db: sqlite_utils.Database) -> int:
+    """Keep the earliest row of each (profile_id, name); carry a local_path over to it."""
+    # Names from the seed may carry the stray whitespace the listing had.
+    db.execute(
+        f"UPDATE {TABLE} SET name = trim(name, ' ' || char(9, 10, 13)) WHERE name != trim(name, ' ' || char(9, 10, 13))"
+    )
+    db.execute(
+        f"""
+        UPDATE {TABLE} AS keeper
+        SET local_path = (
+            SELECT other.local_path FROM {TABLE} AS other
+            WHERE other.profile_id IS keeper.profile_id AND other.name = keeper.name
+              AND other.local_path IS NOT NULL AND other.local_path != ''
+            ORDER BY other.rowid LIMIT 1)
+        WHERE (keeper.local_path IS NULL OR keeper.local_path = '')
+          AND keeper.rowid IN (SELECT min(rowid) FROM {TABLE} GROUP BY profile_id, name HAVING count(*) > 1)
+        """
+    )
+    cursor = db.execute(
+        f"DELETE FROM {TABLE} WHERE rowid NOT IN (SELECT min(rowid) FROM {TABLE} GROUP BY profile_id, name)"
+    )
+    return max(cursor.rowcount, 0)
+
+
+_MIGRATIONS: list[Callable[[sqlite_utils.Database], tuple[int, bool]]] = [_v1_create_or_adopt]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> MigrationReport:
+    """Bring *db* to :data:`SCHEMA_VERSION`, one transaction per step.
+
+    A database newer than this veo3dl is left untouched: ``ValueError``.
+    """
+    conn: sqlite3.Connection = db.conn
+    start = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if start > SCHEMA_VERSION:
+        raise ValueError(
+            f"schema version {start} is newer than this veo3dl understands ({SCHEMA_VERSION})"
+        )
+    merged_total, adopted_any = 0, False
+    version = start
+    while version < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version >= SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                break
+            merged, adopted = _MIGRATIONS[version](db)
+            merged_total += merged
+            adopted_any = adopted_any or adopted
+            version += 1
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return MigrationReport(
+        from_version=start,
+        to_version=version,
+        merged_duplicates=merged_total,
+        adopted_seed_table=adopted_any,
+    )

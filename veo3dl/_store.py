@@ -1,0 +1,333 @@
+"""ImageStore: the SQLite catalogue of a Flow library (sqlite-utils).
+
+One row per ``(profile_id, name)`` in ``veo3_image_generations`` (the seed
+app's table, extended; see :mod:`veo3dl._schema`).  The store never deletes a
+row on its own: an item that vanished from Flow is marked
+``remote_state='missing'`` and keeps its file and ``local_path``; only
+:meth:`ImageStore.forget` deletes rows, and never files.
+
+Writes happen in short ``BEGIN IMMEDIATE`` transactions (one per listing
+page, one per batch of download results) in WAL mode with a busy timeout, so
+two processes writing the same catalogue wait for each other instead of
+failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import sqlite_utils
+
+from veo3dl._models import MediaItem
+from veo3dl._records import DateCounts, DownloadRecord, StoreCounts, StoredItem
+from veo3dl._schema import TABLE, MigrationReport, migrate
+from veo3dl.exceptions import ConfigError, StorageError
+
+__all__ = ["ImageStore", "UpsertCounts", "iso_utc"]
+
+_ITEM_COLUMNS = (
+    "media_type", "media_key", "workflow_id", "project_id", "aspect_ratio", "created_at", "fife_url",
+)  # fmt: skip
+
+
+def iso_utc(moment: datetime | None = None) -> str:
+    """*moment* (default: now) as ISO 8601 UTC with a ``Z``, to the second."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@attrs.frozen
+class UpsertCounts:
+    """How many rows a page of items inserted and refreshed."""
+
+    inserted: int
+    updated: int
+
+    @property
+    def all_known(self) -> bool:
+        """True when every item was in the catalogue already."""
+        return self.inserted == 0
+
+
+class ImageStore:
+    """The catalogue, in a SQLite file (or an open sqlite-utils ``Database``).
+
+    Opening migrates the schema (``migration`` says what changed, e.g. how
+    many duplicate rows of a seed-app database were merged).  A file that is
+    not a SQLite database is refused with :class:`StorageError` and left
+    untouched.  ``db`` is the sqlite-utils database, for your own queries.
+    """
+
+    def __init__(
+        self, path_or_database: str | Path | sqlite_utils.Database, *, timeout: float = 30.0
+    ) -> None:
+        self._lock = threading.RLock()
+        if isinstance(path_or_database, sqlite_utils.Database):
+            self.path: Path | None = None
+            self.db = path_or_database
+            conn = self.db.conn
+            self._owns_connection = False
+        elif isinstance(path_or_database, (str, Path)):
+            self.path = Path(path_or_database)
+            conn = self._connect(self.path, timeout)
+            self.db = sqlite_utils.Database(conn)
+            self._owns_connection = True
+        else:
+            raise ConfigError("ImageStore takes a file path or a sqlite_utils.Database")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.migration: MigrationReport = migrate(self.db)
+        except ValueError as error:
+            self.close()
+            raise StorageError(str(error), path=self._shown, hint="upgrade veo3dl") from None
+        except sqlite3.Error as error:
+            self.close()
+            raise self._storage_error(error, "opening the catalogue") from None
+
+    @staticmethod
+    def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+        shown = str(path)
+        if path.exists() and not path.is_file():
+            raise StorageError("the catalogue path is not a file", path=shown)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise StorageError(f"cannot open the catalogue: {error}", path=shown) from None
+        try:
+            # Reads the header only: a corrupt file fails here, before any write.
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise StorageError(
+                "the catalogue file is not a SQLite database (corrupt, or another kind of file)",
+                path=shown,
+                hint="veo3dl left it untouched; move it aside or point --db elsewhere",
+            ) from None
+        return conn
+
+    @property
+    def _shown(self) -> str | None:
+        return None if self.path is None else str(self.path)
+
+    def _storage_error(self, error: sqlite3.Error, doing: str) -> StorageError:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            hint = "another program holds the catalogue; try again when it is done"
+        elif "readonly" in text or "read-only" in text:
+            hint = "the catalogue or its folder is not writable"
+        elif "malformed" in text or "not a database" in text:
+            hint = "the catalogue is damaged; restore it or move it aside"
+        else:
+            hint = None
+        return StorageError(f"{doing} failed: {text}", path=self._shown, hint=hint)
+
+    def close(self) -> None:
+        """Close the connection (when the store opened it)."""
+        if self._owns_connection:
+            self.db.conn.close()
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ImageStore({self._shown or self.db!r})"
+
+    # --------------------------------------------------------- transactions
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str = "writing the catalogue") -> Iterator[sqlite_utils.Database]:
+        """One ``BEGIN IMMEDIATE`` transaction: all or nothing, waiting for other writers."""
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise self._storage_error(error, doing) from None
+            try:
+                yield self.db
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                conn.execute("ROLLBACK")
+                raise self._storage_error(error, doing) from None
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                return list(self.db.query(sql, params))
+            except sqlite3.Error as error:
+                raise self._storage_error(error, "reading the catalogue") from None
+
+    # ---------------------------------------------------------------- sync
+
+    def upsert_items(
+        self, profile_id: str, items: Sequence[MediaItem], *, sync_id: str, synced_at: str
+    ) -> UpsertCounts:
+        """Insert new items and refresh known ones, in the caller's transaction.
+
+        Metadata and ``fife_url`` are refreshed; ``local_path``, ``sha256``,
+        ``size_bytes`` and ``downloaded_at`` are never touched.
+        """
+        if not items:
+            return UpsertCounts(0, 0)
+        known = self.existing_names(profile_id, [item.name for item in items])
+        rows = [
+            (
+                uuid.uuid4().hex, profile_id, item.name, item.media_type.value, item.media_key,
+                item.workflow_id, item.project_id, item.aspect_ratio, iso_utc(item.create_time),
+                item.fife_url, synced_at, sync_id,
+            )
+            for item in items
+        ]  # fmt: skip
+        columns = ", ".join(
+            ("id", "profile_id", "name", *_ITEM_COLUMNS, "synced_at", "last_sync_id")
+        )
+        refresh = ", ".join(
+            f"{c} = coalesce(excluded.{c}, {c})" for c in _ITEM_COLUMNS
+        )  # an item without a fifeUrl this time keeps the last known one
+        self.db.conn.executemany(
+            f"INSERT INTO {TABLE} ({columns}, remote_state) VALUES ({', '.join('?' * 12)}, 'present') "
+            f"ON CONFLICT(profile_id, name) DO UPDATE SET {refresh}, synced_at = excluded.synced_at, "
+            "last_sync_id = excluded.last_sync_id, remote_state = 'present'",
+            rows,
+        )
+        inserted = sum(1 for item in items if item.name not in known)
+        return UpsertCounts(inserted=inserted, updated=len(items) - inserted)
+
+    def existing_names(self, profile_id: str, names: Sequence[str]) -> set[str]:
+        """Which of *names* the catalogue already holds for *profile_id*."""
+        found: set[str] = set()
+        for start in range(0, len(names), 500):
+            chunk = list(names[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.conn.execute(
+                f"SELECT name FROM {TABLE} WHERE profile_id = ? AND name IN ({marks})",
+                [profile_id, *chunk],
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def mark_missing(self, profile_id: str, sync_id: str) -> int:
+        """Mark items a complete listing (*sync_id*) did not see as missing; never delete."""
+        cursor = self.db.conn.execute(
+            f"UPDATE {TABLE} SET remote_state = 'missing' WHERE profile_id = ? "
+            "AND remote_state != 'missing' AND (last_sync_id IS NULL OR last_sync_id != ?)",
+            (profile_id, sync_id),
+        )
+        return max(cursor.rowcount, 0)
+
+    # ------------------------------------------------------------ downloads
+
+    def record_downloads(self, profile_id: str, records: Iterable[DownloadRecord]) -> int:
+        """Record a batch of download outcomes in one transaction; return rows changed."""
+        records = list(records)
+        if not records:
+            return 0
+        with self.transaction("recording downloads") as db:
+            changed = 0
+            for record in records:
+                changed += db.conn.execute(*record.update_statement(TABLE, profile_id)).rowcount
+        return changed
+
+    # -------------------------------------------------------------- queries
+
+    def get(self, profile_id: str, name: str) -> StoredItem | None:
+        """One item by name, or ``None``."""
+        rows = self._query(
+            f"SELECT * FROM {TABLE} WHERE profile_id = ? AND name = ?", (profile_id, name)
+        )
+        return StoredItem.from_row(rows[0]) if rows else None
+
+    def items(
+        self,
+        profile_id: str,
+        *,
+        names: Sequence[str] | None = None,
+        remote_state: str | None = None,
+    ) -> list[StoredItem]:
+        """Items of *profile_id*, newest first, optionally only *names* or one remote state."""
+        sql = f"SELECT * FROM {TABLE} WHERE profile_id = ?"
+        params: list[Any] = [profile_id]
+        if remote_state is not None:
+            sql += " AND remote_state = ?"
+            params.append(remote_state)
+        rows = self._query(sql + " ORDER BY created_at DESC, name", params)
+        items = [StoredItem.from_row(row) for row in rows]
+        if names is not None:
+            wanted = set(names)
+            items = [item for item in items if item.name in wanted]
+        return items
+
+    def pending(self, profile_id: str, *, names: Sequence[str] | None = None) -> list[StoredItem]:
+        """Items present on Flow with no ``local_path`` yet, newest first."""
+        return [
+            item
+            for item in self.items(profile_id, names=names, remote_state="present")
+            if not item.local_path
+        ]
+
+    def counts(self, profile_id: str) -> StoreCounts:
+        """Totals for *profile_id*: items, downloaded, pending, failed, missing, bytes."""
+        [row] = self._query(
+            f"""SELECT count(*) AS items,
+                   count(local_path) AS downloaded,
+                   sum(local_path IS NULL AND remote_state = 'present') AS pending,
+                   sum(local_path IS NULL AND last_error IS NOT NULL) AS failed,
+                   sum(remote_state = 'missing') AS missing,
+                   coalesce(sum(CASE WHEN local_path IS NOT NULL THEN size_bytes END), 0) AS bytes
+                FROM {TABLE} WHERE profile_id = ?""",
+            (profile_id,),
+        )
+        return StoreCounts(**{key: int(value or 0) for key, value in row.items()})
+
+    def by_date(self, profile_id: str) -> list[DateCounts]:
+        """Per creation date (UTC): items, downloaded and bytes, newest first."""
+        rows = self._query(
+            f"""SELECT substr(created_at, 1, 10) AS date, count(*) AS items, count(local_path) AS downloaded,
+                   coalesce(sum(CASE WHEN local_path IS NOT NULL THEN size_bytes END), 0) AS bytes
+                FROM {TABLE} WHERE profile_id = ? GROUP BY date ORDER BY date DESC""",
+            (profile_id,),
+        )
+        return [
+            DateCounts(
+                date=row["date"] or "unknown",
+                items=row["items"],
+                downloaded=row["downloaded"],
+                bytes=row["bytes"],
+            )
+            for row in rows
+        ]
+
+    def profiles(self) -> list[str]:
+        """Every profile id the catalogue holds."""
+        return [
+            row["profile_id"]
+            for row in self._query(f"SELECT DISTINCT profile_id FROM {TABLE} ORDER BY 1")
+        ]
+
+    def forget(self, profile_id: str) -> int:
+        """Delete *profile_id*'s records (the seed's "force refresh"); files stay on disk."""
+        with self.transaction("forgetting a profile") as db:
+            return max(
+                db.conn.execute(
+                    f"DELETE FROM {TABLE} WHERE profile_id = ?", (profile_id,)
+                ).rowcount,
+                0,
+            )
