@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.context
 import pickle
 import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
+from multiprocessing import forkserver
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -101,6 +103,19 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def _preload_forkserver(context: multiprocessing.context.BaseContext) -> None:
+    """Have the fork server import the worker (and download) code once, before forking.
+
+    A worker then starts in milliseconds instead of re-importing veo3dl, which
+    is what makes a replaced worker pick up its job again quickly.  Modules
+    the application asked to preload are kept.
+    """
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    wanted = current + [m for m in ("veo3dl._worker", "veo3dl._download") if m not in current]
+    context.set_forkserver_preload(wanted)
+
+
 def _pickled(obj: object, what: str) -> bytes:
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -162,8 +177,11 @@ class DownloadPool:
         self.workers = workers
         self.slots_per_worker = slots_per_worker
         self.start_method = method
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            _preload_forkserver(context)
         settings = Settings(
-            context=multiprocessing.get_context(method),
+            context=context,
             workers=workers,
             slots=slots_per_worker,
             max_attempts=max_attempts,
@@ -221,13 +239,13 @@ class DownloadPool:
     ) -> Iterator[JobOutcome[J]]:
         """Run *jobs*, yielding each :class:`JobOutcome` as it finishes.
 
-        At most *in_flight* jobs (default: twice :attr:`capacity`) are
+        At most *in_flight* jobs (default: four times :attr:`capacity`, at least 64) are
         submitted at a time and *jobs* is read lazily, so an endless or huge
         iterable costs bounded memory.  *on_result* is called with each outcome
         before it is yielded, on the iterating thread.  Closing the iterator
         early cancels what has not started.
         """
-        limit = in_flight if in_flight is not None else 2 * self.capacity
+        limit = in_flight if in_flight is not None else max(4 * self.capacity, 64)
         if limit < 1:
             raise ConfigError("in_flight must be at least 1")
         done: queue.SimpleQueue[tuple[J, Future[Any]]] = queue.SimpleQueue()

@@ -43,7 +43,8 @@ from veo3dl.exceptions import (
 __all__ = ["Completer", "Settings", "Supervisor"]
 
 _log = get_logger(__name__)
-_SHORT_JOB = 0.005  # seconds: below this average, prefetch jobs to hide the round trip
+_PREFETCH_AHEAD = 0.005  # seconds of queued work a worker may hold beyond its slots
+_PREFETCH_MAX = 64
 _STOP_GRACE = 5.0  # seconds a stopping worker gets before SIGKILL
 _Completion = tuple["Future[Any]", bool, Any]
 
@@ -241,10 +242,26 @@ class Supervisor:
 
     # ----------------------------------------------------------- dispatch
 
-    def _capacity(self) -> int:
+    def _capacity(self, workers: int) -> int:
+        """Jobs a worker may hold: its slots, plus some queued ahead while work is plentiful.
+
+        A queued job starts the moment a slot frees, instead of after a round
+        trip through the parent.  Tiny jobs get a few milliseconds' worth
+        (which also batches pipe writes); long ones one per slot, and only
+        while the queue could fill every slot again, so that near the end no
+        job waits behind another in one worker while a second worker idles.
+        """
         slots = self.settings.slots
-        short = self._avg_duration is not None and self._avg_duration < _SHORT_JOB
-        return slots * 2 if short else slots
+        avg = self._avg_duration
+        if avg is None:
+            return slots
+        if avg < _PREFETCH_AHEAD:
+            return (
+                slots
+                + min(_PREFETCH_MAX, max(slots, int(_PREFETCH_AHEAD / max(avg, 1e-6)))) * slots
+            )
+        plenty = len(self.pending) >= workers * slots
+        return 2 * slots if plenty else slots
 
     def _dispatch(self) -> None:
         if not self.pending or self.terminating:
@@ -255,7 +272,7 @@ class Supervisor:
         )
         batches: dict[WorkerHandle, list[JobRecord]] = {}
         with self.lock:
-            for limit in (self.settings.slots, self._capacity()):
+            for limit in (self.settings.slots, self._capacity(len(workers))):
                 for worker in workers:
                     room = limit - len(worker.held) - len(batches.get(worker, ()))
                     if self.settings.max_jobs_per_worker is not None:
