@@ -5,9 +5,12 @@ name starts with an underscore is private.
 """
 
 from veo3dl import exceptions
+from veo3dl._access import FlowAccess
 from veo3dl._client import FetchedMedia, FlowClient, MediaInfo
 from veo3dl._credentials import Credentials
+from veo3dl._download_run import DownloadFailure, DownloadProgress, DownloadReport
 from veo3dl._http import RetryPolicy
+from veo3dl._jobs import DownloadJob, DownloadResult
 from veo3dl._listing import Listing
 from veo3dl._models import ListingPage, ListingStop, MediaItem, MediaType
 from veo3dl._pool import DownloadPool, JobOutcome, PoolStatus
@@ -49,9 +52,15 @@ __all__ = [
     "Credentials",
     "DateCounts",
     "DownloadError",
+    "DownloadFailure",
+    "DownloadJob",
     "DownloadPool",
+    "DownloadProgress",
+    "DownloadReport",
+    "DownloadResult",
     "exceptions",
     "FetchedMedia",
+    "FlowAccess",
     "FlowClient",
     "HandlerError",
     "ImageService",

@@ -29,7 +29,7 @@ import urllib3.exceptions
 from veo3dl import _protocol as proto
 from veo3dl._credentials import Credentials
 from veo3dl._files import sniff
-from veo3dl._http import HostGate, LocalHostGate, RetryPolicy, host_of, make_session
+from veo3dl._http import HostGate, LocalHostGate, ProxyTable, RetryPolicy, host_of, make_session
 from veo3dl._listing import Listing
 from veo3dl._logging import get_logger, protect_stdlib_loggers
 from veo3dl._models import MediaItem
@@ -145,19 +145,44 @@ class FlowClient:
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
         self._session = make_session(pool_size)
+        self._proxies = ProxyTable()
         self._gate: HostGate = gate or LocalHostGate()
-        self._tokens: TokenSource = token_source or SessionTokenSource(
-            initial=credentials.bearer_token,
-            mint=self._mint_token if credentials.cookie else None,
-        )
+        self._tokens: TokenSource = token_source or self.own_token_source()
         self._log = _log.with_secrets(credentials.secrets())
         self._signed = SignedUrlDownloader(
-            self._session, self.retry, self._gate, timeout=timeout, allowed_hosts=allowed_file_hosts
+            self._session,
+            self.retry,
+            self._gate,
+            timeout=timeout,
+            allowed_hosts=allowed_file_hosts,
+            proxies=self._proxies,
         )
         protect_stdlib_loggers()
 
     def __repr__(self) -> str:
         return f"FlowClient(labs_url={self.labs_url!r}, api_url={self.api_url!r})"
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials this client was made with."""
+        return self._credentials
+
+    @property
+    def allowed_file_hosts(self) -> frozenset[str]:
+        """Hosts signed file URLs may point at."""
+        return self._signed.allowed_hosts
+
+    @property
+    def token_source(self) -> TokenSource:
+        """Where this client gets its bearer tokens."""
+        return self._tokens
+
+    def own_token_source(self) -> SessionTokenSource:
+        """A token source of this client's own: the given token, renewed from the cookie."""
+        return SessionTokenSource(
+            initial=self._credentials.bearer_token,
+            mint=self._mint_token if self._credentials.cookie else None,
+        )
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -189,7 +214,11 @@ class FlowClient:
             self._gate.wait(host)
             try:
                 with self._session.get(
-                    url, headers=headers, timeout=self.timeout, stream=True
+                    url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=True,
+                    proxies=self._proxies.for_url(url),
                 ) as response:
                     status = response.status_code
                     if 200 <= status < 300:

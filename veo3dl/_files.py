@@ -41,6 +41,7 @@ __all__ = [
     "render_destination",
     "resolve_inside",
     "safe_component",
+    "sha256_file",
     "sniff",
     "validate_template",
     "verify_complete",
@@ -356,7 +357,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:
         return True  # exists but belongs to someone else (EPERM), or we cannot tell
-    return True
+    # A killed writer whose parent died too lingers as a zombie until init
+    # reaps it: it is dead, and its part file is stale.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
 
 
 def _hash_fd(fd: int, length: int) -> tuple[hashlib._Hash, bytes]:
@@ -650,12 +658,25 @@ def file_matches(path: StrPath, size: int, sha256: str | None = None) -> bool:
             return False
         if sha256 is None:
             return True
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError as exc:
         raise _storage_error(exc, doing="reading", path=Path(path), item=None) from exc
-    return digest.hexdigest() == sha256.lower()
+    try:
+        return sha256_file(path) == sha256.lower()
+    except StorageError:
+        if not os.path.lexists(path):
+            return False
+        raise
+
+
+def sha256_file(path: StrPath) -> str:
+    """The SHA-256 hex digest of a file, read in chunks.  Raises :class:`StorageError`."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _storage_error(exc, doing="reading", path=Path(path), item=None) from exc
+    return digest.hexdigest()

@@ -12,6 +12,7 @@ through the coordinator, across worker processes.
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import random
 import threading
 import time
@@ -26,7 +27,7 @@ from urllib3.util.retry import Retry
 
 from veo3dl._version import __version__
 
-__all__ = ["HostGate", "LocalHostGate", "RetryPolicy", "host_of", "make_session"]
+__all__ = ["HostGate", "LocalHostGate", "ProxyTable", "RetryPolicy", "host_of", "make_session"]
 
 USER_AGENT = f"veo3dl/{__version__}"
 
@@ -49,6 +50,12 @@ def make_session(pool_size: int = 10) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
+    # requests re-reads proxy settings from the environment on every request
+    # (half a millisecond each); ProxyTable reads them once per host instead.
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
     # Cookies are sent explicitly per request; never let a server plant one
     # that would then travel to another host.
     session.cookies.set_policy(_RejectAllCookies())
@@ -58,6 +65,24 @@ def make_session(pool_size: int = 10) -> requests.Session:
 class _RejectAllCookies(http.cookiejar.DefaultCookiePolicy):
     def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
         return False
+
+
+class ProxyTable:
+    """The environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``...) per host, read once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_host: dict[str, dict[str, str]] = {}
+
+    def for_url(self, url: str) -> dict[str, str]:
+        """The ``proxies`` argument for a request to *url*."""
+        host = host_of(url)
+        with self._lock:
+            found = self._by_host.get(host)
+            if found is None:
+                found = dict(requests.utils.get_environ_proxies(url))
+                self._by_host[host] = found
+            return found
 
 
 def host_of(url: str) -> str:

@@ -7,15 +7,24 @@ jobs for the pool and the pool's results into ``local_path`` updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from veo3dl._files import DEFAULT_TEMPLATE, validate_template
+from veo3dl._access import FlowAccess
+from veo3dl._client import FlowClient
+from veo3dl._coordination import Coordinator
+from veo3dl._download_run import DownloadProgress, DownloadReport, DownloadRun
+from veo3dl._files import DEFAULT_TEMPLATE, clean_stale_parts, validate_template
+from veo3dl._jobs import TransportSpec
+from veo3dl._logging import get_logger
 from veo3dl._pool import DownloadPool
 from veo3dl._store import ImageStore
 from veo3dl._sync import SyncProgress, SyncReport, run_sync
 from veo3dl._transport import Transport
-from veo3dl.exceptions import ConfigError
+from veo3dl.exceptions import ConfigError, StorageError
+
+_log = get_logger(__name__)
 
 __all__ = ["ImageService"]
 
@@ -47,10 +56,16 @@ class ImageService:
         path_template: str = DEFAULT_TEMPLATE,
         workers: int = 4,
         slots_per_worker: int = 4,
+        job_timeout: float | None = None,
     ) -> None:
         if not isinstance(store, ImageStore):
             raise ConfigError("store must be a veo3dl.ImageStore")
         validate_template(path_template)
+        if "{ext}" in path_template[: -len("{ext}")]:
+            raise ConfigError(
+                f"bad file name template {path_template!r}: {{ext}} may only end it",
+                hint="the extension is known only once the bytes arrive",
+            )
         if workers < 1 or slots_per_worker < 1:
             raise ConfigError("workers and slots_per_worker must be at least 1")
         self.client = client
@@ -60,6 +75,7 @@ class ImageService:
         self.path_template = path_template
         self.workers = workers
         self.slots_per_worker = slots_per_worker
+        self.job_timeout = job_timeout
 
     def __repr__(self) -> str:
         return f"ImageService(storage_root={str(self.storage_root)!r}, store={self.store!r})"
@@ -85,3 +101,90 @@ class ImageService:
         return run_sync(
             self.client.iter_pages(), self.store, profile, incremental=incremental, on_page=on_page
         )
+
+    def download_images(
+        self,
+        profile_id: str,
+        names: Sequence[str] | None = None,
+        *,
+        on_progress: Callable[[DownloadProgress], object] | None = None,
+    ) -> DownloadReport:
+        """Download every stored item of *profile_id* (or just *names*) not yet on disk.
+
+        Items whose recorded file is present with its recorded size are
+        skipped without a request.  The rest go through the pool; each file is
+        verified, written atomically under ``storage_root`` and recorded
+        (``local_path``, ``sha256``, ``size_bytes``, ``mime_type``,
+        ``downloaded_at``) — or its ``attempts`` and ``last_error`` are.
+        *on_progress* is called after each item.  Items gone from Flow
+        (``remote_state='missing'``) are left alone.
+        """
+        profile = _check_profile(profile_id)
+        root = self._prepared_root()
+        items = self.store.items(profile, names=names, remote_state="present")
+        run = DownloadRun(
+            self.store,
+            profile,
+            storage_root=root,
+            template=self.path_template,
+            access=None,
+            on_progress=on_progress,
+        )
+        if names is not None:
+            for name in sorted(set(names) - {item.name for item in items}):
+                run.not_found(name)
+        with self._access() as access:
+            run.access = access
+            run.plan(items)
+            if run.jobs:
+                with self._pool() as pool:
+                    run.run(pool)
+        clean_stale_parts(root)  # what killed workers left
+        report = run.report(selected=len(items))
+        _log.info(
+            "download_finished",
+            profile_id=profile,
+            downloaded=report.downloaded,
+            skipped=report.skipped,
+            failed=report.failed,
+            seconds=round(report.duration, 3),
+        )
+        return report
+
+    def _prepared_root(self) -> Path:
+        root = self.storage_root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            root = root.resolve()
+        except OSError as error:
+            raise StorageError(
+                f"cannot create the storage folder: {error}", path=str(root)
+            ) from None
+        clean_stale_parts(root)
+        return root
+
+    @contextlib.contextmanager
+    def _access(self) -> Iterator[TransportSpec | None]:
+        """The access spec for jobs, with a coordinator for the call when the client allows."""
+        client = self.client
+        if not isinstance(client, FlowClient):
+            spec = getattr(client, "spec", None)
+            yield spec() if callable(spec) else None
+            return
+        with Coordinator(client.token_source) as coordinator:
+            yield FlowAccess.of(client, coordinator.address)
+
+    @contextlib.contextmanager
+    def _pool(self) -> Iterator[DownloadPool]:
+        if self.pool is not None:
+            yield self.pool
+            return
+        pool = DownloadPool(
+            self.workers, slots_per_worker=self.slots_per_worker, job_timeout=self.job_timeout
+        )
+        try:
+            yield pool
+        except BaseException:
+            pool.terminate()
+            raise
+        pool.shutdown(wait=True)

@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from veo3dl._http import HostGate, RetryPolicy, host_of
+from veo3dl._http import HostGate, ProxyTable, RetryPolicy, host_of
 from veo3dl._logging import get_logger
 from veo3dl._protocol import parse_retry_after, signed_url_expires
 from veo3dl._redaction import redact_url, url_for_humans
@@ -67,7 +67,9 @@ class SignedUrlDownloader:
         *,
         timeout: float | tuple[float, float],
         allowed_hosts: frozenset[str] | None,
+        proxies: ProxyTable,
     ) -> None:
+        self._proxies = proxies
         self._session = session
         self._retry = retry
         self._gate = gate
@@ -125,7 +127,10 @@ class SignedUrlDownloader:
             headers["If-Range"] = resume.validator
         prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
         prepared.url = url  # verbatim: requests would re-quote it
-        with self._session.send(prepared, stream=True, timeout=self._timeout) as response:
+        proxies = self._proxies.for_url(url)
+        with self._session.send(
+            prepared, stream=True, timeout=self._timeout, proxies=proxies
+        ) as response:
             status = response.status_code
             if status == 206 and resuming:
                 resume.total = self._check_range(response, sink.size)

@@ -57,6 +57,11 @@ class SessionTokenSource:
         self._clock = clock
         self.mints = 0
 
+    @property
+    def renew_at(self) -> float | None:
+        """When (by the source's clock) the current token will be renewed; ``None``: on refusal."""
+        return self._renew_at
+
     def get(self) -> str:
         """The current token, minting one when there is none or it is due."""
         with self._lock:
