@@ -127,7 +127,10 @@ def test_faults_recoverable_and_not(flow: FlowEmulator, tmp_path: Path) -> None:
     assert flow.requests("fife", name=expired_and_api_down) == 0  # an expired URL costs no request
     assert flow.requests("session") == 2  # one mint, one renewal for the whole batch
     flow.reset_counters()
-    again = service.download_images("me")
+    held_back = service.download_images("me")
+    assert (held_back.skipped, held_back.not_retried, held_back.failed) == (40, 2, 0)
+    assert flow.requests() == 0  # failed items are left alone unless asked
+    again = service.download_images("me", retry_failed=True)
     assert again.skipped == 40 and again.downloaded == 0
     # Only the two failures are tried again: 3 API attempts each, and the HTML
     # item's signed URL once (the expired one costs nothing).

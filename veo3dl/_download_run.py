@@ -73,7 +73,8 @@ class DownloadReport:
     ``downloaded`` items were fetched now (``from_fallback`` of them through
     the signed URL after the API failed); ``skipped`` were on disk already;
     ``adopted`` were found whole on disk but not recorded (a run killed after
-    writing them); ``failed`` lists the rest with their errors.
+    writing them); ``not_retried`` failed in an earlier call and were left
+    alone (``retry_failed=False``); ``failures`` lists this call's failures.
     """
 
     profile_id: str
@@ -85,6 +86,7 @@ class DownloadReport:
     from_fallback: int
     failures: tuple[DownloadFailure, ...]
     duration: float
+    not_retried: int = 0
 
     @property
     def failed(self) -> int:
@@ -109,7 +111,10 @@ class DownloadRun:
         template: str,
         access: TransportSpec | None,
         on_progress: Callable[[DownloadProgress], object] | None,
+        retry_failed: bool = True,
     ) -> None:
+        self.retry_failed = retry_failed
+        self.not_retried = 0
         self.store = store
         self.profile_id = profile_id
         self.root = storage_root
@@ -132,6 +137,9 @@ class DownloadRun:
             try:
                 if self._already_on_disk(item):
                     self.skipped += 1
+                    continue
+                if item.last_error and not item.local_path and not self.retry_failed:
+                    self.not_retried += 1
                     continue
                 destination = self._destination(item)
                 if self._adopt(item, destination):
@@ -307,4 +315,5 @@ class DownloadRun:
             from_fallback=self.fallback,
             failures=tuple(self.failures),
             duration=time.monotonic() - self.started,
+            not_retried=self.not_retried,
         )

@@ -16,15 +16,23 @@ own debug lines, which would otherwise print request URLs with ``key=...``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 from veo3dl._redaction import redact_text
 
-__all__ = ["Logger", "SecretFilter", "get_logger", "protect_stdlib_loggers", "scrub_event"]
+__all__ = [
+    "Logger",
+    "SecretFilter",
+    "configure_for_cli",
+    "get_logger",
+    "protect_stdlib_loggers",
+    "scrub_event",
+]
 
 _ROOT = "veo3dl"
 logging.getLogger(_ROOT).addHandler(logging.NullHandler())
@@ -147,3 +155,49 @@ def protect_stdlib_loggers() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, SecretFilter) for f in logger.filters):
             logger.addFilter(SecretFilter())
+
+
+def configure_for_cli(level: str, fmt: str, secrets: Iterable[str], stream: TextIO) -> None:
+    """Route every log line of the ``veo3dl`` command to *stream*, scrubbed.
+
+    Only the command calls this: it configures structlog (console or JSON
+    rendering) and the stdlib root logger (urllib3 and friends), both
+    filtering at *level* and removing *secrets* and every secret shape.
+    """
+    secrets = tuple(s for s in secrets if s)
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    scrub = functools.partial(scrub_event, secrets=secrets)
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        scrub,
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(SecretFilter(secrets))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(number)
+    for name in _URLLIB3_LOGGERS:
+        for old in [f for f in logging.getLogger(name).filters if isinstance(f, SecretFilter)]:
+            logging.getLogger(name).removeFilter(old)
+        logging.getLogger(name).addFilter(SecretFilter(secrets))

@@ -108,6 +108,7 @@ class ImageService:
         names: Sequence[str] | None = None,
         *,
         on_progress: Callable[[DownloadProgress], object] | None = None,
+        retry_failed: bool = False,
     ) -> DownloadReport:
         """Download every stored item of *profile_id* (or just *names*) not yet on disk.
 
@@ -117,7 +118,8 @@ class ImageService:
         (``local_path``, ``sha256``, ``size_bytes``, ``mime_type``,
         ``downloaded_at``) — or its ``attempts`` and ``last_error`` are.
         *on_progress* is called after each item.  Items gone from Flow
-        (``remote_state='missing'``) are left alone.
+        (``remote_state='missing'``) are left alone, and so are items that
+        failed before (``last_error`` set) unless *retry_failed*.
         """
         profile = _check_profile(profile_id)
         root = self._prepared_root()
@@ -129,6 +131,7 @@ class ImageService:
             template=self.path_template,
             access=None,
             on_progress=on_progress,
+            retry_failed=retry_failed,
         )
         if names is not None:
             for name in sorted(set(names) - {item.name for item in items}):
@@ -167,6 +170,10 @@ class ImageService:
     def _access(self) -> Iterator[TransportSpec | None]:
         """The access spec for jobs, with a coordinator for the call when the client allows."""
         client = self.client
+        if isinstance(client, FlowClient) and not client.credentials.api_key:
+            raise ConfigError(
+                "downloading needs the API key", hint="set VEO3DL_API_KEY (see the README)"
+            )
         if not isinstance(client, FlowClient):
             spec = getattr(client, "spec", None)
             yield spec() if callable(spec) else None

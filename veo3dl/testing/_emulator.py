@@ -45,7 +45,9 @@ class FlowEmulator:
     *token_lifetime* and *fife_lifetime* (seconds) bound tokens and signed
     URLs by *clock* (Unix seconds, ``time.time`` by default, replaceable to
     move time in tests).  *meta_cursor_quirk* reproduces the service
-    answering the first page when ``meta`` is sent with a cursor.
+    answering the first page when ``meta`` is sent with a cursor.  *port*
+    (default 0: ephemeral) puts labs, api and files on *port*, *port* + 1 and
+    *port* + 2.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class FlowEmulator:
         days: int = 10,
         meta_cursor_quirk: bool = True,
         clock: Callable[[], float] = time.time,
+        port: int = 0,
     ) -> None:
         if items < 0:
             raise ValueError("items must not be negative")
@@ -76,6 +79,9 @@ class FlowEmulator:
             raise ValueError("token_calls must be at least 1 (or None)")
         if base_time.tzinfo is None:
             raise ValueError("base_time must be timezone-aware")
+        if not 0 <= port <= 65533:
+            raise ValueError("port must be 0 (ephemeral) or a free port with the next two free too")
+        self._port = port
         self.seed = seed
         options = LibraryOptions(
             items=items,
@@ -110,7 +116,7 @@ class FlowEmulator:
         """Start listening (three ephemeral loopback ports).  Returns ``self``."""
         if self._server is not None or self._stopped:
             raise RuntimeError("a FlowEmulator starts once")
-        server = HttpServer(_ROLES, self._service)
+        server = HttpServer(_ROLES, self._service, first_port=self._port)
         server.start()
         self._server = server
         self._urls = {role: f"http://127.0.0.1:{port}" for role, port in server.ports.items()}

@@ -155,9 +155,12 @@ def _phrase(status: int) -> str:
 class HttpServer:
     """Loopback HTTP/1.1 listeners, one per role, answering through *respond*."""
 
-    def __init__(self, roles: Iterable[str], respond: Callable[[Request], Response]) -> None:
+    def __init__(
+        self, roles: Iterable[str], respond: Callable[[Request], Response], *, first_port: int = 0
+    ) -> None:
         self.respond = respond
         self._roles = tuple(roles)
+        self._first_port = first_port
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
@@ -196,10 +199,12 @@ class HttpServer:
     def start(self) -> None:
         """Bind every role to an ephemeral loopback port and start accepting."""
         try:
-            for role in self._roles:
+            for offset, role in enumerate(self._roles):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 self._listeners[role] = sock
-                sock.bind(("127.0.0.1", 0))
+                if self._first_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", self._first_port + offset if self._first_port else 0))
                 sock.listen(128)
                 sock.setblocking(False)
         except OSError:
