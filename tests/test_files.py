@@ -1,4 +1,4 @@
-"""Safe names, destination paths, the atomic writer and part-file cleanup (veo3dl._files)."""
+"""Safe names, destination paths (veo3dl._paths), the atomic writer and part-file cleanup (veo3dl._atomic)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from veo3dl._files import (
+from veo3dl._atomic import AtomicFile, clean_stale_parts, file_matches
+from veo3dl._paths import (
     DEFAULT_TEMPLATE,
-    SNIFF_BYTES,
-    AtomicFile,
-    MediaKind,
-    clean_stale_parts,
-    file_matches,
     render_destination,
     resolve_inside,
     safe_component,
-    sniff,
     validate_template,
 )
+from veo3dl._sniff import SNIFF_BYTES, MediaKind, sniff
 from veo3dl.exceptions import ConfigError, IntegrityError, StorageError, UnsafePathError
 
 UTC = timezone.utc
@@ -628,7 +624,7 @@ def test_clean_stale_parts_of_a_missing_root(tmp_path: Path) -> None:
 
 def test_clean_removes_a_kept_part_once_its_writer_is_gone(tmp_path: Path) -> None:
     script = (
-        "import sys; from veo3dl._files import AtomicFile; "
+        "import sys; from veo3dl._atomic import AtomicFile; "
         "out = AtomicFile(sys.argv[1]); out.write(b'half'); print(out.keep_part())"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

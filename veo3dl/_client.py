@@ -28,7 +28,6 @@ import urllib3.exceptions
 
 from veo3dl import _protocol as proto
 from veo3dl._credentials import Credentials
-from veo3dl._files import sniff
 from veo3dl._http import HostGate, LocalHostGate, ProxyTable, RetryPolicy, host_of, make_session
 from veo3dl._listing import Listing
 from veo3dl._logging import get_logger, protect_stdlib_loggers
@@ -37,6 +36,7 @@ from veo3dl._payload_stream import PayloadExtractor
 from veo3dl._redaction import redact_url
 from veo3dl._signed_urls import SignedUrlDownloader
 from veo3dl._sinks import BytesSink, Sink, read_at_most
+from veo3dl._sniff import sniff
 from veo3dl._tokens import SessionTokenSource, TokenSource
 from veo3dl._urls import DEFAULT_API_URL, DEFAULT_LABS_URL, check_base_url
 from veo3dl.exceptions import (

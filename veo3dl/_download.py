@@ -27,11 +27,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from veo3dl._atomic import AtomicFile
 from veo3dl._client import FlowClient, MediaInfo
 from veo3dl._credentials import Credentials
-from veo3dl._files import AtomicFile, describe_unwanted, resolve_inside, sniff, verify_complete
 from veo3dl._jobs import DownloadJob, DownloadResult, MediaFetcher, TransportSpec
 from veo3dl._logging import get_logger
+from veo3dl._paths import resolve_inside
+from veo3dl._sniff import describe_unwanted, sniff, verify_complete
 from veo3dl.exceptions import (
     ConfigError,
     DownloadError,

@@ -21,19 +21,13 @@ from pathlib import Path, PurePosixPath
 
 import attrs
 
-from veo3dl._files import (
-    MediaKind,
-    file_matches,
-    render_destination,
-    resolve_inside,
-    sha256_file,
-    sniff,
-    verify_complete,
-)
+from veo3dl._atomic import file_matches, sha256_file
 from veo3dl._jobs import DownloadJob, DownloadResult, TransportSpec
 from veo3dl._logging import get_logger
+from veo3dl._paths import render_destination, resolve_inside
 from veo3dl._pool import DownloadPool, JobOutcome
 from veo3dl._records import DownloadRecord, StoredItem
+from veo3dl._sniff import MediaKind, sniff, verify_complete
 from veo3dl._store import ImageStore, iso_utc
 from veo3dl.exceptions import IntegrityError, Veo3dlError
 

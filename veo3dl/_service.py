@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from veo3dl._access import FlowAccess
+from veo3dl._atomic import clean_stale_parts
 from veo3dl._client import FlowClient
 from veo3dl._coordination import Coordinator
 from veo3dl._download_run import DownloadProgress, DownloadReport, DownloadRun
-from veo3dl._files import DEFAULT_TEMPLATE, clean_stale_parts, validate_template
 from veo3dl._jobs import TransportSpec
 from veo3dl._logging import get_logger
+from veo3dl._paths import DEFAULT_TEMPLATE, validate_template
 from veo3dl._pool import DownloadPool
 from veo3dl._store import ImageStore
 from veo3dl._sync import SyncProgress, SyncReport, run_sync
