@@ -81,6 +81,12 @@ def no_leftover_processes() -> Iterator[None]:
     assert not survivors, f"processes left behind: {survivors}"
 
 
+@pytest.fixture
+def chaos_scale(request: pytest.FixtureRequest) -> int:
+    """How hard the chaos tests push: 1 in CI, 10 with ``--long``."""
+    return 10 if request.config.getoption("--long") else 1
+
+
 @pytest.fixture(params=START_METHODS)
 def start_method(request: pytest.FixtureRequest) -> str:
     """Each pool test runs once per start method."""

@@ -68,7 +68,9 @@ class DownloadReport:
     the signed URL after the API failed); ``skipped`` were on disk already;
     ``adopted`` were found whole on disk but not recorded (a run killed after
     writing them); ``not_retried`` failed in an earlier call and were left
-    alone (``retry_failed=False``); ``failures`` lists this call's failures.
+    alone (``retry_failed=False``); ``busy_elsewhere`` were being downloaded
+    by another run on the same catalogue; ``failures`` lists this call's
+    failures.
     """
 
     profile_id: str
@@ -81,6 +83,7 @@ class DownloadReport:
     failures: tuple[DownloadFailure, ...]
     duration: float
     not_retried: int = 0
+    busy_elsewhere: int = 0
 
     @property
     def failed(self) -> int:
@@ -109,6 +112,7 @@ class DownloadRun:
     ) -> None:
         self.retry_failed = retry_failed
         self.not_retried = 0
+        self.busy_elsewhere = 0
         self.store = store
         self.profile_id = profile_id
         self.root = storage_root
@@ -221,6 +225,12 @@ class DownloadRun:
 
     # ----------------------------------------------------------- recording
 
+    def keep_only(self, claimed: set[str]) -> None:
+        """Drop the jobs another run holds a lease on."""
+        kept = [job for job in self.jobs if job.name in claimed]
+        self.busy_elsewhere += len(self.jobs) - len(kept)
+        self.jobs = kept
+
     def run(self, pool: DownloadPool) -> None:
         """Send the jobs through *pool*, recording each result as it comes."""
         try:
@@ -310,4 +320,5 @@ class DownloadRun:
             failures=tuple(self.failures),
             duration=time.monotonic() - self.started,
             not_retried=self.not_retried,
+            busy_elsewhere=self.busy_elsewhere,
         )

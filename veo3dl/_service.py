@@ -17,6 +17,7 @@ from veo3dl._client import FlowClient
 from veo3dl._coordination import Coordinator
 from veo3dl._download_run import DownloadProgress, DownloadReport, DownloadRun
 from veo3dl._jobs import TransportSpec
+from veo3dl._leases import Leases
 from veo3dl._logging import get_logger
 from veo3dl._paths import DEFAULT_TEMPLATE, validate_template
 from veo3dl._pool import DownloadPool
@@ -45,6 +46,9 @@ class ImageService:
     given (*workers* processes of *slots_per_worker* download threads).
     Files go under *storage_root*, at *path_template* (default
     ``{date}/{media_key}.{ext}``, the date being the item's UTC creation day).
+    While downloading, items are leased in the catalogue for *lease_seconds*
+    (renewed as long as the run lives), so that two runs on one catalogue
+    fetch each item once.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class ImageService:
         workers: int = 4,
         slots_per_worker: int = 4,
         job_timeout: float | None = None,
+        lease_seconds: float = 120.0,
     ) -> None:
         if not isinstance(store, ImageStore):
             raise ConfigError("store must be a veo3dl.ImageStore")
@@ -77,6 +82,7 @@ class ImageService:
         self.workers = workers
         self.slots_per_worker = slots_per_worker
         self.job_timeout = job_timeout
+        self.lease_seconds = lease_seconds
 
     def __repr__(self) -> str:
         return f"ImageService(storage_root={str(self.storage_root)!r}, store={self.store!r})"
@@ -141,8 +147,11 @@ class ImageService:
             run.access = access
             run.plan(items)
             if run.jobs:
-                with self._pool() as pool:
-                    run.run(pool)
+                with Leases(self.store, profile, seconds=self.lease_seconds) as leases:
+                    run.keep_only(leases.claim(job.name for job in run.jobs))
+                    if run.jobs:
+                        with self._pool() as pool:
+                            run.run(pool)
         clean_stale_parts(root)  # what killed workers left
         report = run.report(selected=len(items))
         _log.info(

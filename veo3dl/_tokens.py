@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from veo3dl._protocol import SessionToken
-from veo3dl.exceptions import TokenExpired
+from veo3dl.exceptions import LoginRequired, TokenExpired
 
 __all__ = ["SessionTokenSource", "TokenSource"]
 
@@ -55,6 +55,7 @@ class SessionTokenSource:
         self._mint = mint
         self._margin = margin
         self._clock = clock
+        self._login_required: LoginRequired | None = None
         self.mints = 0
 
     @property
@@ -89,7 +90,14 @@ class SessionTokenSource:
 
     def _mint_locked(self) -> str:
         assert self._mint is not None
-        minted = self._mint()
+        if self._login_required is not None:
+            # The cookie is stale: asking the session again cannot help, only a login can.
+            raise self._login_required
+        try:
+            minted = self._mint()
+        except LoginRequired as error:
+            self._login_required = error
+            raise
         self.mints += 1
         self._token = minted.access_token
         if minted.expires is None:

@@ -1,0 +1,393 @@
+"""Chaos: the fault matrix, hostile input, and secrets that must never leak.
+
+Each fault is applied to one item of a small library; the table says what must
+come of it: success from the API, success through the signed URL, or a named
+error on that item alone.  In every case no invalid file is recorded, the
+other items download, and no secret appears in logs, reprs, errors, results
+or the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import invariants
+import pytest
+import structlog
+
+from veo3dl import Credentials, FlowClient, ImageService, ImageStore, RetryPolicy
+from veo3dl.testing import Fault, FlowEmulator
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_leftover_processes")]
+FAST = RetryPolicy(attempts=3, backoff=0.01, backoff_max=0.05, retry_after_max=1.0)
+TOKEN_SHAPE = re.compile(r"ya29\.[A-Za-z0-9_-]{8,}")
+SIGNATURE = re.compile(r"Signature=(?!\[REDACTED\])[A-Za-z0-9%]{8,}")
+
+
+@attrs.frozen
+class Case:
+    """One row of the fault matrix."""
+
+    id: str
+    setup: Callable[[FlowEmulator, str], None]
+    outcome: str  # "api", "fife", or the name of the error on the item
+    credentials: str = "full"  # "full" | "cookie+key" | "bearer+key"
+    timeout: tuple[float, float] = (5.0, 2.0)
+    before_sync: bool = False  # faults on what the listing hands out
+
+
+def api(fault: Fault, times: int | None = 1) -> Callable[[FlowEmulator, str], None]:
+    return lambda flow, name: flow.inject(fault, endpoint="media", name=name, times=times) and None
+
+
+def api_down_and(
+    fault: Fault | None, endpoint: str = "fife", times: int | None = None
+) -> Callable[[FlowEmulator, str], None]:
+    def setup(flow: FlowEmulator, name: str) -> None:
+        flow.inject(Fault.status(503), endpoint="media", name=name, times=None)
+        if fault is not None:
+            flow.inject(fault, endpoint=endpoint, name=name, times=times)
+
+    return setup
+
+
+def expire_tokens(flow: FlowEmulator, name: str) -> None:
+    flow.expire_tokens()
+
+
+def stale_cookie(flow: FlowEmulator, name: str) -> None:
+    flow.expire_tokens()
+    flow.stale_cookie = True
+
+
+MATRIX = [
+    Case("500 once", api(Fault.status(500)), "api"),
+    Case("503 once", api(Fault.status(503)), "api"),
+    Case("503 always, signed URL works", api(Fault.status(503), None), "fife"),
+    Case("429 with Retry-After", api(Fault.rate_limited(retry_after=1)), "api"),
+    Case("429 always, signed URL works", api(Fault.rate_limited(retry_after=0.1), None), "fife"),
+    Case("connection reset", api(Fault.reset()), "api"),
+    Case("truncated body", api(Fault.truncate()), "api"),
+    Case("HTML with 200 from the API", api(Fault.html(), None), "fife"),
+    Case(
+        "slow drip past the read timeout",
+        api(Fault.drip(delay=1.5, chunk=256)),
+        "api",
+        timeout=(5.0, 0.5),
+    ),
+    Case("404: item gone from the API, signed URL works", api(Fault.status(404), None), "fife"),
+    Case("bearer expired mid-run", expire_tokens, "api", credentials="cookie+key"),
+    Case("stale cookie and an expired bearer", stale_cookie, "fife", credentials="full"),
+    Case(
+        "API down, signed URL truncated once: resumed",
+        api_down_and(Fault.truncate(), times=1),
+        "fife",
+    ),
+    Case("API down, signed URL reset once", api_down_and(Fault.reset(), times=1), "fife"),
+    Case(
+        "API down, short Content-Length on the signed URL",
+        api_down_and(Fault.short_length()),
+        "IntegrityError",
+    ),
+    Case(
+        "API down, HTML with 200 from the signed URL", api_down_and(Fault.html()), "IntegrityError"
+    ),
+    Case(
+        "API down, JSON with 200 from the signed URL",
+        api_down_and(Fault.json_200()),
+        "IntegrityError",
+    ),
+    Case(
+        "API down, signed URL expired",
+        api_down_and(Fault.expired_fife(), endpoint="listing"),
+        "UrlExpired",
+        before_sync=True,
+    ),
+    Case("404 everywhere", api_down_and(Fault.status(404)), "NotFoundError"),
+    Case(
+        "API down, signed URL drips past the timeout",
+        api_down_and(Fault.drip(delay=1.5, chunk=256)),
+        "TransportError",
+        timeout=(5.0, 0.5),
+    ),
+]
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[str]]:
+    """Every log line at debug level, structlog and stdlib alike, as text."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    def collect_structlog(_logger: object, _method: str, event: dict) -> str:
+        lines.append(repr(event))
+        raise structlog.DropEvent
+
+    root = logging.getLogger()
+    handler, level = Collect(logging.DEBUG), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    structlog.configure(processors=[collect_structlog])
+    try:
+        yield lines
+    finally:
+        structlog.reset_defaults()
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def credentials_for(flow: FlowEmulator, kind: str) -> Credentials:
+    creds = flow.credentials
+    if kind == "cookie+key":
+        return Credentials(cookie=creds.cookie, api_key=creds.api_key)
+    if kind == "bearer+key":
+        return Credentials(bearer_token=creds.bearer_token, api_key=creds.api_key)
+    return creds
+
+
+def database_text(db: Path) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        return "\n".join(repr(row) for row in conn.execute("SELECT * FROM veo3_image_generations"))
+    finally:
+        conn.close()
+
+
+def assert_no_secret(text: str, secrets: tuple[str, ...]) -> None:
+    for secret in secrets:
+        assert secret not in text
+    assert not TOKEN_SHAPE.search(text), TOKEN_SHAPE.search(text)
+
+
+@pytest.mark.parametrize("case", MATRIX, ids=lambda case: case.id)
+def test_fault_matrix(case: Case, tmp_path: Path, captured_logs: list[str]) -> None:
+    with FlowEmulator(
+        items=8, videos=1, image_bytes=(20_000, 60_000), video_bytes=(200_000, 300_000)
+    ) as flow:
+        target = next(i.name for i in flow.items[1:] if i.fife_in_listing)
+        secrets = flow.credentials.secrets()
+        client = FlowClient(
+            credentials_for(flow, case.credentials),
+            labs_url=flow.labs_url,
+            api_url=flow.api_url,
+            retry=FAST,
+            timeout=case.timeout,
+        )
+        store = ImageStore(tmp_path / "c.db")
+        service = ImageService(
+            client, store, storage_root=tmp_path / "media", workers=1, slots_per_worker=4
+        )
+        if case.before_sync:
+            case.setup(flow, target)
+        service.sync_metadata("p")
+        if not case.before_sync:
+            case.setup(flow, target)
+        report = service.download_images("p")
+        row = store.get("p", target)
+        store.close()
+        assert flow.requests("session") <= 2  # never one per worker or per item
+        failures = {f.name: f for f in report.failures}
+        if flow.stale_cookie:
+            # The whole API is shut: items without a signed URL fail, clearly; the rest fall back.
+            no_url = {i.name for i in flow.items if not i.fife_in_listing}
+            assert set(failures) == no_url and {f.kind for f in failures.values()} <= {
+                "LoginRequired"
+            }
+            failures.clear()
+        if case.outcome in ("api", "fife"):
+            assert not failures, failures
+            assert row.local_path and (
+                tmp_path / "media" / row.local_path
+            ).read_bytes() == flow.content(target)
+            assert (report.from_fallback > 0) == (case.outcome == "fife")
+        else:
+            [failure] = failures.values()
+            assert (failure.name, failure.kind) == (target, case.outcome), failure
+            assert row.local_path is None and case.outcome in (row.last_error or "")
+            assert report.downloaded == len(flow.items) - 1
+        recorded = invariants.check(tmp_path / "c.db", tmp_path / "media")
+        for name, path in recorded.items():
+            assert path.read_bytes() == flow.content(name)  # zero invalid files recorded
+        everything = "\n".join(
+            [*captured_logs, repr(report), str(report.failures), database_text(tmp_path / "c.db")]
+        )
+        assert_no_secret(everything, secrets)
+        assert not SIGNATURE.search("\n".join(captured_logs)), "a URL signature reached the logs"
+
+
+# ------------------------------------------------------------------ hostile input
+
+HOSTILE_KEYS = [
+    "../../../../etc/passwd",
+    "/etc/passwd",
+    "a/b/c",
+    "..",
+    "nul\x00byte",
+    "x" * 1000,
+    "ünïcødé-鍵-🔑",
+    "   \t\n  ",
+    "CON",
+    "trailing. ",
+]
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS, ids=[repr(k)[:20] for k in HOSTILE_KEYS])
+def test_hostile_media_keys_stay_inside_the_root(key: str, tmp_path: Path) -> None:
+    with FlowEmulator(items=3, videos=0) as flow:
+        store = ImageStore(tmp_path / "c.db")
+        client = FlowClient(
+            flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url, retry=FAST
+        )
+        service = ImageService(
+            client, store, storage_root=tmp_path / "media", workers=1, slots_per_worker=2
+        )
+        service.sync_metadata("p")
+        target = flow.items[0].name
+        store.db.execute(
+            "UPDATE veo3_image_generations SET media_key = ? WHERE name = ?", [key, target]
+        )
+        report = service.download_images("p")
+        row = store.get("p", target)
+        store.close()
+        if row.local_path:  # sanitised into a safe name
+            assert report.ok
+            assert (
+                (tmp_path / "media" / row.local_path)
+                .resolve()
+                .is_relative_to((tmp_path / "media").resolve())
+            )
+        else:  # or refused, clearly, on that item alone
+            [failure] = report.failures
+            assert failure.name == target and failure.kind in ("UnsafePathError", "ConfigError")
+            assert report.downloaded == 2
+        invariants.check(tmp_path / "c.db", tmp_path / "media")
+        assert not (tmp_path / "etc").exists() and not list(tmp_path.parent.glob("passwd"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://storage.googleapis.com/x",
+        "https://evil.example.com/x",
+        "http://storage.googleapis.com/x",
+        "gopher://x",
+    ],
+)
+def test_hostile_signed_urls_are_refused(url: str, tmp_path: Path) -> None:
+    with FlowEmulator(items=3, videos=0) as flow:
+        target = flow.items[1].name
+        flow.inject(Fault.status(503), endpoint="media", name=target, times=None)
+        store = ImageStore(tmp_path / "c.db")
+        client = FlowClient(
+            flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url, retry=FAST
+        )
+        service = ImageService(
+            client, store, storage_root=tmp_path / "media", workers=1, slots_per_worker=2
+        )
+        service.sync_metadata("p")
+        store.db.execute(
+            "UPDATE veo3_image_generations SET fife_url = ? WHERE name = ?", [url, target]
+        )
+        report = service.download_images("p")
+        store.close()
+        [failure] = report.failures
+        assert failure.name == target and "refusing" in failure.message
+        invariants.check(tmp_path / "c.db", tmp_path / "media")
+
+
+def test_hostile_names_from_the_listing_never_escape(tmp_path: Path) -> None:
+    with FlowEmulator(items=4, videos=0) as flow:
+        store = ImageStore(tmp_path / "c.db")
+        client = FlowClient(
+            flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url, retry=FAST
+        )
+        service = ImageService(
+            client,
+            store,
+            storage_root=tmp_path / "media",
+            workers=1,
+            slots_per_worker=2,
+            path_template="{name}/{date}.{ext}",
+        )
+        service.sync_metadata("p")
+        for name in ["../../escape", "/abs/olute", "a\x00b", "x" * 1000]:
+            store.db.execute(
+                "INSERT INTO veo3_image_generations (id, profile_id, name, media_key, created_at, fife_url, remote_state) "
+                "VALUES (?, 'p', ?, 'k', '2025-10-29T10:00:00Z', ?, 'present')",
+                [name[:8], name, flow.fife_url(flow.items[0].name)],
+            )
+        report = service.download_images("p")
+        store.close()
+        assert report.downloaded >= 4
+        for path in (tmp_path / "media").rglob("*"):
+            assert path.resolve().is_relative_to((tmp_path / "media").resolve())
+        assert not (tmp_path / "escape").exists()
+
+
+def test_malformed_listing_json_fails_the_sync_cleanly(tmp_path: Path) -> None:
+    with FlowEmulator(items=30) as flow:
+        store = ImageStore(tmp_path / "c.db")
+        client = FlowClient(
+            flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url, retry=FAST
+        )
+        service = ImageService(client, store)
+        flow.inject(Fault.html(), endpoint="listing", times=None)
+        with pytest.raises(Exception) as info:
+            service.sync_metadata("p")
+        assert type(info.value).__name__ == "ProtocolError" and "listing" in str(info.value)
+        assert store.items("p") == []
+        store.close()
+
+
+def test_no_secret_in_any_repr_error_or_result(tmp_path: Path, captured_logs: list[str]) -> None:
+    from veo3dl import DownloadJob, DownloadResult, FlowAccess, LoginRequired, TokenExpired
+    from veo3dl._coordination import Coordinator
+
+    with FlowEmulator(items=3, videos=1) as flow:
+        secrets = flow.credentials.secrets()
+        client = FlowClient(
+            flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url, retry=FAST
+        )
+        store = ImageStore(tmp_path / "c.db")
+        service = ImageService(client, store, storage_root=tmp_path / "media")
+        service.sync_metadata("p")
+        rows = store.items("p")
+        access = FlowAccess.of(client)
+        with Coordinator(client.token_source) as coordinator:
+            coordinated = FlowAccess.of(client, coordinator.address)
+        job = DownloadJob(
+            name=rows[0].name,
+            destination="d/x",
+            storage_root=str(tmp_path),
+            fife_url=rows[0].fife_url,
+            access=coordinated,
+        )
+        fetched = client.fetch_media(rows[0].name)
+        texts = [
+            repr(flow.credentials), str(flow.credentials), repr(client), repr(access), repr(coordinated),
+            repr(job), str(job), repr(rows), repr(list(client.iter_items())), repr(fetched), repr(fetched.info),
+            repr(service), repr(store), repr(DownloadResult(name="x", ok=True)),
+        ]  # fmt: skip
+        flow.expire_tokens()
+        flow.stale_cookie = True
+        for failing in (
+            lambda: client.fetch_media(rows[1].name),
+            lambda: list(client.iter_items()),
+        ):
+            with pytest.raises((LoginRequired, TokenExpired)) as info:
+                failing()
+            texts += [str(info.value), repr(info.value), repr(info.value.__dict__)]
+        store.close()
+        client.close()
+    everything = "\n".join([*texts, *captured_logs])
+    assert "Signature=" not in everything or not SIGNATURE.search(everything)
+    assert_no_secret(everything, secrets)
