@@ -93,6 +93,27 @@ def recovery(workers: int, method: str, runs: int) -> list[float]:
     return delays
 
 
+def dispatch_rows(w: int, n: int, runs: int, method: str) -> list[tuple[str, float, float, float]]:
+    """jobs/s (median, min, max) for each pool, in one run."""
+    rows = []
+    with DownloadPool(w, noop, start_method=method) as pool:
+        rows.append(measure("veo3dl DownloadPool.submit", lambda: veo3dl_submit(pool, n), runs))
+        rows.append(
+            measure("veo3dl DownloadPool.as_completed", lambda: veo3dl_stream(pool, n), runs)
+        )
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(w, mp_context=context) as ex:
+        rows.append(measure("ProcessPoolExecutor.submit", lambda: ppe_submit(ex, n), runs))
+    with context.Pool(w) as mpool:
+        rows.append(
+            measure(
+                "multiprocessing.Pool.imap_unordered(chunksize=1)", lambda: mp_imap(mpool, n), runs
+            )
+        )
+        rows.append(measure("multiprocessing.Pool.apply_async", lambda: mp_apply(mpool, n), runs))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,28 +124,7 @@ def main() -> None:
     parser.add_argument("--start-method", default="forkserver")
     args = parser.parse_args()
     w, n, method = args.workers, args.jobs, args.start_method
-    rows = []
-    with DownloadPool(w, noop, start_method=method) as pool:
-        rows.append(
-            measure("veo3dl DownloadPool.submit", lambda: veo3dl_submit(pool, n), args.runs)
-        )
-        rows.append(
-            measure("veo3dl DownloadPool.as_completed", lambda: veo3dl_stream(pool, n), args.runs)
-        )
-    context = multiprocessing.get_context(method)
-    with concurrent.futures.ProcessPoolExecutor(w, mp_context=context) as ex:
-        rows.append(measure("ProcessPoolExecutor.submit", lambda: ppe_submit(ex, n), args.runs))
-    with context.Pool(w) as mpool:
-        rows.append(
-            measure(
-                "multiprocessing.Pool.imap_unordered(chunksize=1)",
-                lambda: mp_imap(mpool, n),
-                args.runs,
-            )
-        )
-        rows.append(
-            measure("multiprocessing.Pool.apply_async", lambda: mp_apply(mpool, n), args.runs)
-        )
+    rows = dispatch_rows(w, n, args.runs, method)
     ours = rows[0][1]
     print(
         f"{n} no-op jobs, {w} workers, start method {method}, median of {args.runs} runs after a warm-up"

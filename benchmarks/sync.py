@@ -51,26 +51,31 @@ def one_run(flow: RemoteEmulator, folder: Path, n: int) -> tuple[float, float, i
     return wall, store.store_seconds, report.seen
 
 
+def measure_sync(items: int, runs: int) -> tuple[list[float], list[float]]:
+    """items/s and the store's share of wall time, per run after a warm-up."""
+    with (
+        emulator_process(items=items, videos=items // 10) as flow,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        one_run(flow, Path(tmp), -1)  # warm-up
+        results = [one_run(flow, Path(tmp), n) for n in range(runs)]
+    assert all(seen == items for _, _, seen in results), "a sync missed items"
+    return [seen / wall for wall, _, seen in results], [store / wall for wall, store, _ in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with (
-        emulator_process(items=args.items, videos=args.items // 10) as flow,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        one_run(flow, Path(tmp), -1)  # warm-up
-        runs = [one_run(flow, Path(tmp), n) for n in range(args.runs)]
-    rates = [seen / wall for wall, _, seen in runs]
-    shares = [store / wall for wall, store, _ in runs]
-    assert all(seen == args.items for _, _, seen in runs), "a sync missed items"
+    rates, shares = measure_sync(args.items, args.runs)
     print(f"sync of {args.items} items, {args.runs} runs after a warm-up")
     print(
         f"  items/s      median {statistics.median(rates):8.0f}   (min {min(rates):.0f}, max {max(rates):.0f})"
     )
     print(
-        f"  store share  median {statistics.median(shares):8.1%}   (min {min(shares):.1%}, max {max(shares):.1%})  goal < 15 %"
+        f"  store share  median {statistics.median(shares):8.1%}   "
+        f"(min {min(shares):.1%}, max {max(shares):.1%})  goal < 15 %"
     )
 
 
