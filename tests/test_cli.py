@@ -278,3 +278,31 @@ def test_separate_emulator_and_debug_logs_without_secrets(tmp_path: Path) -> Non
         emulator.wait(10)
         if emulator.stdout:
             emulator.stdout.close()
+
+
+def test_download_with_a_stale_cookie_is_exit_3(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    env["VEO3DL_BEARER_TOKEN"] = ""
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    flow.stale_cookie = True
+    code, out, err = run(["download", "--db", str(db), "--profile", "me"], env)
+    assert code == 3, err
+    assert "log in again" in err and "Traceback" not in err
+    without_url = [i for i in flow.items if not i.fife_in_listing]
+    assert f"{len(without_url)} items need a fresh login" in err
+    assert (
+        f"downloaded {len(flow.items) - len(without_url)} items" in out
+    )  # the rest came through signed URLs
+
+
+def test_failed_lines_name_the_item_once(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    broken = flow.items[0].name
+    flow.inject(Fault.status(404), endpoint="media", name=broken, times=None)
+    flow.inject(Fault.status(404), endpoint="fife", name=broken, times=None)
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    _, _, err = run(["download", "--db", str(db), "--profile", "me"], env)
+    [line] = [line for line in err.splitlines() if line.startswith("FAILED")]
+    assert line.count(broken) == 1

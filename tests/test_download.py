@@ -349,3 +349,14 @@ def test_killed_parent_then_rerun_completes_and_fetches_nothing_twice(tmp_path: 
         )
         assert refetched <= 4  # only what was in flight (2 workers x 2 slots) when the parent died
         assert_recorded_exactly(service, flow, {i.name for i in flow.items})
+
+
+def test_progress_counts_only_the_pools_work(flow: FlowEmulator, tmp_path: Path) -> None:
+    service = make_service(flow, tmp_path)
+    service.sync_metadata("me")
+    progress = []
+    report = service.download_images(
+        "me", names=["CAMa-nope", "CAMa-nope-2", flow.items[0].name], on_progress=progress.append
+    )
+    assert [(p.done, p.total, p.failed) for p in progress] == [(1, 1, 0)]
+    assert report.failed == 2 and report.downloaded == 1

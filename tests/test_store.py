@@ -234,3 +234,33 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
             store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
             raise RuntimeError("interrupted")
         assert store.items("p") == []
+
+
+def test_seed_names_with_inner_line_breaks_match_the_clean_names(tmp_path: Path) -> None:
+    path = tmp_path / "seed.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {TABLE} ({SEED_COLUMNS})")
+    conn.execute(
+        f"INSERT INTO {TABLE} VALUES ('1', 'p', ?, NULL, NULL, 'k', '/old/file.png', NULL, '2025-10-29T10:00:00Z')",
+        ["CAMaFirstPart\r\nSecond Part\t"],
+    )
+    conn.commit()
+    conn.close()
+    with ImageStore(path) as store:
+        with store.transaction():
+            counts = store.upsert_items(
+                "p",
+                [
+                    MediaItem(
+                        name="CAMaFirstPartSecondPart",
+                        media_type=MediaType.IMAGE,
+                        media_key="k",
+                        create_time=datetime(2025, 10, 29, tzinfo=timezone.utc),
+                    )
+                ],
+                sync_id="s",
+                synced_at="t",
+            )
+        assert (counts.inserted, counts.updated) == (0, 1)
+        [row] = store.items("p")
+        assert row.name == "CAMaFirstPartSecondPart" and row.local_path == "/old/file.png"

@@ -16,7 +16,11 @@ from pathlib import Path
 import click
 
 from veo3dl._cli_support import (
+    AUTH_KINDS,
     CLICK_CONTEXT,
+    EXIT_AUTH,
+    EXIT_FAILED,
+    LOGIN_HINT,
     ClientOptions,
     cli_errors,
     client_options,
@@ -196,9 +200,15 @@ def download(
             )
         )
         for failure in report.failures:
-            click.echo(f"FAILED {failure.name}: {failure.kind}: {failure.message}", err=True)
+            message = failure.message.removeprefix(f"{failure.name}: ")
+            click.echo(f"FAILED {failure.name}: {failure.kind}: {message}", err=True)
+        auth = [f for f in report.failures if f.kind in AUTH_KINDS]
+        if auth:
+            # Items without a signed URL needed the API, which refused the session.
+            click.echo(f"veo3dl: {len(auth)} items need a fresh login: {LOGIN_HINT}", err=True)
+            ctx.exit(EXIT_AUTH)
         if report.failures:
-            ctx.exit(1)
+            ctx.exit(EXIT_FAILED)
 
 
 @cli.command()

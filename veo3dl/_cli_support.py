@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,9 @@ from veo3dl._urls import DEFAULT_API_URL, DEFAULT_LABS_URL
 from veo3dl.exceptions import AuthError, ConfigError, StorageError, Veo3dlError
 
 __all__ = [
+    "AUTH_KINDS",
     "CLICK_CONTEXT",
+    "LOGIN_HINT",
     "EXIT_AUTH",
     "EXIT_FAILED",
     "EXIT_USAGE",
@@ -32,6 +35,10 @@ __all__ = [
 ]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 1, 2, 3
+AUTH_KINDS = frozenset({"LoginRequired", "TokenExpired", "AuthError"})
+LOGIN_HINT = (
+    "log in again at https://labs.google/fx/tools/flow and copy a fresh cookie into VEO3DL_COOKIE"
+)
 CLICK_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,6 +139,11 @@ def cli_errors() -> Iterator[None]:
         _fail(EXIT_FAILED, f"{type(error).__name__}: {error}")
     except KeyboardInterrupt:
         _fail(130, "interrupted")
+    except BrokenPipeError:
+        # The reader went away (`veo3dl status | head`): nothing left to say to it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
     except OSError as error:
         _fail(EXIT_USAGE, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
 

@@ -144,6 +144,10 @@ class DownloadHandler:
             final = probe.with_name(probe.name[: -len("download")] + kind.extension)
             part.commit(final)
             payload: Any = info.payload if info is not None else None
+            notes = tuple(
+                f"{source} failed first: {_short(error)}"
+                for source, error in zip(tried, errors, strict=False)
+            )
             return DownloadResult(
                 name=job.name,
                 ok=True,
@@ -157,6 +161,7 @@ class DownloadHandler:
                 prompt=getattr(payload, "prompt", None),
                 seed=getattr(payload, "seed", None),
                 model=getattr(payload, "model", None),
+                notes=notes,
             )
 
     def _from_signed_url(

@@ -41,7 +41,11 @@ _EXTENSIONS = sorted({kind.extension for kind in MediaKind})
 
 @attrs.frozen
 class DownloadProgress:
-    """Handed to ``on_progress`` after each item: how far the call is."""
+    """Handed to ``on_progress`` after each item the pool finished: how far the call is.
+
+    ``done`` and ``failed`` count the pool's results out of ``total`` jobs
+    (items skipped or refused before the pool are not among them).
+    """
 
     done: int
     total: int
@@ -111,6 +115,8 @@ class DownloadRun:
         retry_failed: bool = True,
     ) -> None:
         self.retry_failed = retry_failed
+        self._results = 0
+        self._failed_in_run = 0
         self.not_retried = 0
         self.busy_elsewhere = 0
         self.store = store
@@ -242,6 +248,10 @@ class DownloadRun:
     def _record(self, outcome: JobOutcome[DownloadJob]) -> None:
         job = outcome.job
         result = outcome.result
+        self._results += 1
+        if isinstance(result, DownloadResult):
+            for note in result.notes:
+                _log.info("download_note", item=job.name, note=note)
         if outcome.exception is not None or not isinstance(result, DownloadResult):
             error = outcome.exception or TypeError(f"the handler returned {type(result).__name__}")
             self._fail(job.name, error)
@@ -259,10 +269,12 @@ class DownloadRun:
         else:
             self._fail(job.name, None, result)
         ok = outcome.ok and isinstance(result, DownloadResult) and result.ok
+        self._failed_in_run += not ok
         if self.on_progress is not None:
-            done = self.downloaded + len(self.failures)
             self.on_progress(
-                DownloadProgress(done, len(self.jobs), self.bytes, len(self.failures), job.name, ok)
+                DownloadProgress(
+                    self._results, len(self.jobs), self.bytes, self._failed_in_run, job.name, ok
+                )
             )
         if (
             len(self._pending) >= _FLUSH_RESULTS
@@ -299,7 +311,7 @@ class DownloadRun:
                 clear_local_path=name in self._cleared,
             )
         )
-        _log.warning("download_failed", item=name, kind=kind, error=message)
+        _log.info("download_failed", item=name, kind=kind, error=message)
 
     def _flush(self) -> None:
         records, self._pending = self._pending, []

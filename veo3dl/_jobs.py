@@ -70,6 +70,9 @@ class DownloadResult:
     says where it came from (``"api"`` or ``"fife"``).  On failure
     ``error_kind`` names the exception class and ``error_message`` says what
     to do; nothing was kept on disk.  ``attempts`` counts the sources tried.
+    ``notes`` says what the worker met on the way (a source that failed
+    before another worked): the parent logs them, since a worker's own log
+    lines go nowhere.
     """
 
     name: str
@@ -86,3 +89,4 @@ class DownloadResult:
     prompt: str | None = None
     seed: int | None = None
     model: str | None = None
+    notes: tuple[str, ...] = ()

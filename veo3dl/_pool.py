@@ -141,7 +141,9 @@ class DownloadPool:
     available), ``"spawn"`` or ``"fork"``.
 
     Used as a context manager, the pool shuts down gracefully on exit (all
-    submitted jobs finish), or is terminated if the block raised.
+    submitted jobs finish); if the block raised an exception, jobs not yet
+    dispatched are cancelled and running ones finish; on ``KeyboardInterrupt``
+    or ``SystemExit`` the workers are killed at once.
     """
 
     def __init__(

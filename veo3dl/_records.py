@@ -152,7 +152,9 @@ class DownloadRecord:
                 ),
             )  # fmt: skip
         clear = (
-            ", local_path = NULL, size_bytes = NULL, sha256 = NULL" if self.clear_local_path else ""
+            ", local_path = NULL, size_bytes = NULL, sha256 = NULL, mime_type = NULL, downloaded_at = NULL"
+            if self.clear_local_path
+            else ""
         )
         return (
             f"UPDATE {table} SET attempts = coalesce(attempts, 0) + ?, last_error = ?{clear} "

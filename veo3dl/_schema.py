@@ -94,12 +94,15 @@ def _v1_create_or_adopt(db: sqlite_utils.Database) -> tuple[int, bool]:
     return merged, adopted
 
 
+# The client removes every whitespace character from a name, inner line breaks
+# included (see _protocol.clean_name); the seed's rows must match that.
+_NO_WHITESPACE = "replace(replace(replace(replace(replace(name, ' ', ''), char(9), ''), char(10), ''), char(13), ''), char(12), '')"
+
+
 def _merge_duplicates(db: sqlite_utils.Database) -> int:
     """Keep the earliest row of each (profile_id, name); carry a local_path over to it."""
     # Names from the seed may carry the stray whitespace the listing had.
-    db.execute(
-        f"UPDATE {TABLE} SET name = trim(name, ' ' || char(9, 10, 13)) WHERE name != trim(name, ' ' || char(9, 10, 13))"
-    )
+    db.execute(f"UPDATE {TABLE} SET name = {_NO_WHITESPACE} WHERE name != {_NO_WHITESPACE}")
     db.execute(
         f"""
         UPDATE {TABLE} AS keeper

@@ -102,7 +102,8 @@ class ImageService:
         ``remote_state='missing'`` (never deleted).  With *incremental*, the
         listing (newest first) stops at the first page whose items are all
         stored already, and nothing is marked missing.  *on_page* is called
-        after each page is stored.
+        after each page is listed (pages are stored in batches; see
+        :class:`~veo3dl.SyncProgress` for how many are).
         """
         profile = _check_profile(profile_id)
         return run_sync(

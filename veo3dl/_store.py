@@ -6,8 +6,8 @@ row on its own: an item that vanished from Flow is marked
 ``remote_state='missing'`` and keeps its file and ``local_path``; only
 :meth:`ImageStore.forget` deletes rows, and never files.
 
-Writes happen in short ``BEGIN IMMEDIATE`` transactions (one per listing
-page, one per batch of download results) in WAL mode with a busy timeout, so
+Writes happen in short ``BEGIN IMMEDIATE`` transactions (one per batch of
+listing pages, one per batch of download results) in WAL mode with a busy timeout, so
 two processes writing the same catalogue wait for each other instead of
 failing with "database is locked".
 """

@@ -14,28 +14,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable
 
 import attrs
 
 from veo3dl._logging import get_logger
-from veo3dl._models import ListingPage, ListingStop, MediaItem
+from veo3dl._models import ListingStop, MediaItem
 from veo3dl._store import ImageStore, iso_utc
+from veo3dl._transport import PageListing
 
-__all__ = ["PageListing", "SyncProgress", "SyncReport", "run_sync"]
+__all__ = ["SyncProgress", "SyncReport", "run_sync"]
 
 _log = get_logger(__name__)
 FLUSH_ITEMS = 1000
 FLUSH_SECONDS = 0.5
-
-
-class PageListing(Protocol):
-    """What a transport's listing must offer: pages, then why it stopped."""
-
-    stop: ListingStop | None
-
-    def __iter__(self) -> Iterator[ListingPage]: ...
 
 
 @attrs.frozen

@@ -10,12 +10,21 @@ with no change to the pool, the store or the service.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
+from veo3dl._models import ListingPage, ListingStop
 from veo3dl._sinks import Sink
-from veo3dl._sync import PageListing
 
-__all__ = ["Transport"]
+__all__ = ["PageListing", "Transport"]
+
+
+class PageListing(Protocol):
+    """What a transport's listing must offer: pages, then why it stopped."""
+
+    stop: ListingStop | None
+
+    def __iter__(self) -> Iterator[ListingPage]: ...
 
 
 class Transport(Protocol):
