@@ -40,7 +40,9 @@ def machine() -> str:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     memory = psutil.virtual_memory().total / 1024**3
@@ -51,7 +53,9 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=DOCS)
@@ -69,7 +73,9 @@ def main() -> None:
     print("latency-bound ...", file=sys.stderr)
     latency = versus.latency_bound(runs, items, 0.1, tools["curl"], tools["aria2c"])
     print("bandwidth-bound ...", file=sys.stderr)
-    bandwidth = versus.bandwidth_bound(runs, files, 8, tools["curl"], tools["aria2c"], tools["nginx"])
+    bandwidth = versus.bandwidth_bound(
+        runs, files, 8, tools["curl"], tools["aria2c"], tools["nginx"]
+    )
     print("dispatch ...", file=sys.stderr)
     dispatch = pool_bench.dispatch_rows(4, jobs, runs, "forkserver")
     recovery = pool_bench.recovery(4, "forkserver", runs)
@@ -101,14 +107,18 @@ def main() -> None:
     for row in latency:
         curl = fmt(row["curl"], ".3f") if "curl" in row else missing("curl")
         aria = fmt(row["aria2c"], ".3f") if "aria2c" in row else missing("aria2c")
-        say(f"| {row['C']} | {fmt(row['veo3dl'], '.3f')} | {curl} | {aria} | {row['server_cpu']:.0%} of a core |")
+        say(
+            f"| {row['C']} | {fmt(row['veo3dl'], '.3f')} | {curl} | {aria} | {row['server_cpu']:.0%} of a core |"
+        )
     say(
         "\nveo3dl runs its whole pipeline on the same signed URLs (sniff, completeness check, SHA-256, fsync, "
         "atomic rename); curl and aria2c only write the bytes. Goals: ≥ 0.95 at 8, ≥ 0.90 at 16.\n"
     )
     say(f"## Bandwidth-bound: {files} files of 8 MB from nginx on loopback\n")
     if bandwidth:
-        say("| in flight | veo3dl MB/s | curl MB/s | aria2c MB/s | veo3dl / curl | veo3dl / aria2c |")
+        say(
+            "| in flight | veo3dl MB/s | curl MB/s | aria2c MB/s | veo3dl / curl | veo3dl / aria2c |"
+        )
         say("|---:|---:|---:|---:|---:|---:|")
         for row in bandwidth:
             ours = statistics.median(row["veo3dl"])
@@ -120,7 +130,9 @@ def main() -> None:
                 f"{fmt(row['aria2c'], '.0f') if aria else missing('aria2c')} | "
                 f"{ours / curl:.2f}x | " + (f"{ours / aria:.2f}x |" if aria else "– |")
             )
-        say("\nveo3dl also hashes and fsyncs every file; curl and aria2c leave them in the page cache.\n")
+        say(
+            "\nveo3dl also hashes and fsyncs every file; curl and aria2c leave them in the page cache.\n"
+        )
     else:
         say("nginx could not be had on this machine: not measured.\n")
     say(f"## Dispatch: {jobs} no-op jobs, 4 workers (forkserver)\n")
@@ -144,7 +156,9 @@ def main() -> None:
         f"{video_peak / MB:.0f} MB (goal ≤ 64 MB), at {video_rate / MB:.0f} MB/s. Goal for 16 in flight: ≤ 160 MB.\n"
     )
     say(f"## Sync: a {sync_items}-item library, no latency\n")
-    say(f"{fmt(sync_rates, '.0f')} items/s; the catalogue's share of the wall time {fmt([s * 100 for s in sync_shares], '.1f')} % (goal < 15 %).\n")
+    say(
+        f"{fmt(sync_rates, '.0f')} items/s; the catalogue's share of the wall time {fmt([s * 100 for s in sync_shares], '.1f')} % (goal < 15 %).\n"
+    )
     text = "\n".join(out) + "\n"
     args.out.write_text(text)
     print(text)

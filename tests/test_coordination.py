@@ -44,7 +44,9 @@ def test_many_workers_refused_at_once_cost_one_renewal() -> None:
     mint = CountingMint()
     source = SessionTokenSource(initial="ya29.old", mint=mint)
     with Coordinator(source) as coordinator, executor(6) as pool:
-        futures = [pool.submit(coordjobs.refresh_token, coordinator.address, "ya29.old") for _ in range(12)]
+        futures = [
+            pool.submit(coordjobs.refresh_token, coordinator.address, "ya29.old") for _ in range(12)
+        ]
         tokens = {f.result(timeout=30) for f in futures}
     assert tokens == {"ya29.minted-1"}
     assert mint.calls == 1
@@ -55,13 +57,17 @@ def test_a_pause_reaches_every_worker(tmp_path: Path) -> None:
     host = "https://aisandbox-pa.googleapis.com"
     with Coordinator(source) as coordinator, executor(3) as pool:
         ready = [tmp_path / f"ready-{n}" for n in range(2)]
-        waiters = [pool.submit(coordjobs.wait_for_pause, coordinator.address, host, str(p)) for p in ready]
+        waiters = [
+            pool.submit(coordjobs.wait_for_pause, coordinator.address, host, str(p)) for p in ready
+        ]
         deadline = time.monotonic() + 30
         while not all(p.exists() for p in ready):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         announced_at = time.time()
-        assert pool.submit(coordjobs.announce_pause, coordinator.address, host, 30.0).result(timeout=30)
+        assert pool.submit(coordjobs.announce_pause, coordinator.address, host, 30.0).result(
+            timeout=30
+        )
         ends = [f.result(timeout=30) for f in waiters]
     assert all(end >= announced_at + 29 for end in ends)
 
@@ -97,7 +103,9 @@ def test_wrong_key_is_refused_and_the_coordinator_keeps_serving() -> None:
     source = SessionTokenSource(initial="ya29.t", mint=None)
     with Coordinator(source) as coordinator:
         bad = CoordinatorAddress(coordinator.address.address, b"wrong" * 8)
-        intruder = CoordinatorLink(bad, fallback=lambda: SessionTokenSource(initial="ya29.own", mint=None))
+        intruder = CoordinatorLink(
+            bad, fallback=lambda: SessionTokenSource(initial="ya29.own", mint=None)
+        )
         assert intruder.get() == "ya29.own"
         good = CoordinatorLink(coordinator.address, fallback=_fail)
         assert good.get() == "ya29.t"
