@@ -31,6 +31,7 @@ the parent dies (see :mod:`veo3dl._worker`).
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import multiprocessing.context
 import pickle
@@ -193,13 +194,18 @@ class DownloadPool:
             handler_blob=_pickled(handler if handler is not None else _DEFAULT_HANDLER, "handler"),
             initializer_blob=None if initializer is None else _pickled(initializer, "initializer"),
         )
-        self._supervisor = Supervisor(settings)
+        # Interpreter exit must not leave workers behind, nor wait on them: the
+        # hook terminates a pool still running then; the supervisor removes it
+        # when it ends, however it ends.
+        self._exit_hook = _ExitHook()
+        atexit.register(self._exit_hook)
+        self._supervisor = Supervisor(
+            settings, on_exit=functools.partial(atexit.unregister, self._exit_hook)
+        )
+        self._exit_hook.attach(self._supervisor)
         self._ids = iter(range(1, 1 << 62))
         self._ids_lock = threading.Lock()
-        # Interpreter exit must not leave workers behind, nor wait on them.
-        self._exit_hook = _ExitHook(self._supervisor)
-        atexit.register(self._exit_hook)
-        finalizer = weakref.finalize(self, _finalize, self._supervisor, self._exit_hook)
+        finalizer = weakref.finalize(self, _finalize, self._supervisor)
         finalizer.atexit = False  # at exit the hook above terminates instead
 
     def __repr__(self) -> str:
@@ -321,18 +327,17 @@ class DownloadPool:
 
         With *cancel_futures*, jobs not yet dispatched are cancelled instead.
         With ``wait=False`` this returns at once and the pool winds down by
-        itself.  Idempotent.
+        itself; so does a call from a future's done-callback, which runs on a
+        thread the pool's shutdown itself waits for.  Idempotent.
         """
         self._supervisor.request_stop(terminate=False, cancel_pending=cancel_futures)
         if wait:
             self._supervisor.join(None)
-            atexit.unregister(self._exit_hook)
 
     def terminate(self) -> None:
         """Kill every worker now; unfinished jobs fail with ``PoolClosed``."""
         self._supervisor.request_stop(terminate=True, cancel_pending=False)
         self._supervisor.join(10.0)
-        atexit.unregister(self._exit_hook)
 
     def __enter__(self) -> DownloadPool:
         return self
@@ -367,17 +372,20 @@ def _outcome(job: J, future: Future[Any]) -> JobOutcome[J]:
 class _ExitHook:
     """Terminates a pool still running at interpreter exit, without a hard wait."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self) -> None:
+        self._supervisor: weakref.ref[Supervisor] | None = None
+
+    def attach(self, supervisor: Supervisor) -> None:
+        """The supervisor to terminate (held weakly)."""
         self._supervisor = weakref.ref(supervisor)
 
     def __call__(self) -> None:
-        supervisor = self._supervisor()
+        supervisor = self._supervisor() if self._supervisor is not None else None
         if supervisor is not None and supervisor.thread.is_alive():
             supervisor.request_stop(terminate=True, cancel_pending=False)
             supervisor.join(10.0)
 
 
-def _finalize(supervisor: Supervisor, hook: _ExitHook) -> None:
+def _finalize(supervisor: Supervisor) -> None:
     """The pool object was dropped: finish its jobs in the background, then stop."""
     supervisor.request_stop(terminate=False, cancel_pending=False)
-    atexit.unregister(hook)

@@ -2,14 +2,13 @@
 
 It alone touches the workers.  One ``select`` waits on every worker's result
 pipe, every worker's process sentinel, the pipes that still have jobs to
-write, and a wake-up pipe (new jobs, shutdown), with the next job deadline as
-its timeout.  Around it, the supervisor dispatches queued jobs to workers
-with free slots, records each job's worker, attempts and start time, turns
-``DONE`` events into completed futures, replaces dead workers and re-runs
-their jobs, kills jobs past ``job_timeout``, and gives up on a crash loop.
-
-Futures are completed on a separate thread (:class:`Completer`) so that a
-slow ``add_done_callback`` in user code can never stall supervision.
+write, and a wake-up pipe (new jobs, shutdown), with the next deadline as its
+timeout.  Around it, the supervisor dispatches queued jobs (by the rules of
+:mod:`veo3dl._dispatch`), records each job's worker, attempts and start
+time, turns ``DONE`` events into completed futures (on the
+:class:`~veo3dl._completer.Completer`'s thread), replaces dead workers and
+re-runs their jobs, kills jobs past ``job_timeout`` and workers that stopped
+answering, and gives up on a crash loop.
 """
 
 from __future__ import annotations
@@ -17,18 +16,18 @@ from __future__ import annotations
 import collections
 import os
 import pickle
-import queue
 import selectors
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
 from multiprocessing.context import BaseContext
 from typing import Any
 
 from veo3dl import _wire
+from veo3dl._completer import Completer, Completion, RemoteTraceback
+from veo3dl._dispatch import capacity, plan_dispatch, reclaimable
 from veo3dl._logging import get_logger
 from veo3dl._worker_handle import JobRecord, WorkerHandle
 from veo3dl.exceptions import (
@@ -40,54 +39,10 @@ from veo3dl.exceptions import (
     WorkerCrashed,
 )
 
-__all__ = ["Completer", "Settings", "Supervisor"]
+__all__ = ["Settings", "Supervisor"]
 
 _log = get_logger(__name__)
-_PREFETCH_AHEAD = 0.005  # seconds of queued work a worker may hold beyond its slots
-_PREFETCH_MAX = 64
 _STOP_GRACE = 5.0  # seconds a stopping worker gets before SIGKILL
-_Completion = tuple["Future[Any]", bool, Any]
-
-
-class _RemoteTraceback(Exception):
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.args[0]}"""'
-
-
-class Completer:
-    """Completes futures on its own thread, in batches."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[list[_Completion] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="veo3dl-pool-completer", daemon=True)
-        self._thread.start()
-
-    def put(self, batch: list[_Completion]) -> None:
-        """Complete these futures soon."""
-        if batch:
-            self._queue.put(batch)
-
-    def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            for future, ok, value in batch:
-                if future.done():
-                    continue
-                try:
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
-                except Exception:  # noqa: BLE001 - a cancelled future, a raising callback
-                    _log.debug("future_completion_failed", error=traceback.format_exc(limit=3))
-
-    def close(self, timeout: float) -> None:
-        """Finish the queued batches and stop (waiting at most *timeout*)."""
-        self._queue.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
 
 
 class Settings:
@@ -121,7 +76,7 @@ class Settings:
 class Supervisor:
     """Runs the pool's workers on one thread; everything public is thread-safe."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_exit: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.lock = threading.Lock()
         self.pending: collections.deque[JobRecord] = collections.deque()
@@ -131,19 +86,22 @@ class Supervisor:
         self.terminating = False
         self.broken: PoolError | None = None
         self.running = 0
+        self._on_exit_hook = on_exit
         self._workers: list[WorkerHandle] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
+        self._closed = False
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
-        self._completions: list[_Completion] = []
-        self._completer = Completer()
+        self._completions: list[Completion] = []
+        self.completer = Completer()
         self._avg_duration: float | None = None
         self._early_deaths = 0
         self._numbering = 0
         self._stop_deadline: float | None = None
+        self._next_reclaim: float | None = None
         self.thread = threading.Thread(
             target=self._main, name="veo3dl-pool-supervisor", daemon=True
         )
@@ -154,13 +112,14 @@ class Supervisor:
     def wake(self) -> None:
         """Make the supervisor look at its queue and flags (cheap when repeated)."""
         with self.lock:
-            if self._wake_pending:
+            # Once closed, the pipe's fd number may belong to another file.
+            if self._wake_pending or self._closed:
                 return
             self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass  # closed at exit, or full: the supervisor is awake anyway
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:
+                pass  # full: the supervisor is awake anyway
 
     def enqueue(self, record: JobRecord) -> None:
         """Queue a submitted job (the caller holds no lock)."""
@@ -189,10 +148,13 @@ class Supervisor:
                 self._fail_everything(PoolClosed("the pool was terminated"))
             self._shut_workers()
             self._selector.close()
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
+            with self.lock:
+                self._closed = True
+                os.close(self._wake_r)
+                os.close(self._wake_w)
             self._flush_completions()
-            self._completer.close(timeout=5.0)
+            self.completer.close(timeout=5.0)
+            self._on_exit_hook()
 
     def _step(self) -> bool:
         if self.terminating:
@@ -201,6 +163,10 @@ class Supervisor:
         events = self._selector.select(self._timeout())
         for key, mask in events:
             kind, worker = key.data
+            # An earlier event of this batch may have retired the worker, and
+            # its fd numbers may already belong to its replacement.
+            if worker is not None and worker.exited:
+                continue
             if kind == "wake":
                 self._drain_wake()
             elif kind == "result":
@@ -210,20 +176,28 @@ class Supervisor:
             elif kind == "write" and mask & selectors.EVENT_WRITE and worker.flush():
                 self._watch_writes(worker, False)
         self._check_deadlines()
+        self._reclaim()
         self._flush_completions()
         return not self._finished()
 
     def _timeout(self) -> float | None:
         deadlines = [w.kill_at for w in self._workers if w.kill_at is not None]
-        if self.settings.job_timeout is not None:
-            deadlines += [
-                r.started + self.settings.job_timeout
-                for w in self._workers
-                for r in w.held.values()
-                if r.started is not None and not r.timed_out
-            ]
-        if self._stop_deadline is not None:
-            deadlines.append(self._stop_deadline)
+        timeout = self.settings.job_timeout
+        if timeout is not None:
+            for worker in self._workers:
+                started = [
+                    r.started
+                    for r in worker.held.values()
+                    if r.started is not None and not r.timed_out
+                ]
+                if started:
+                    deadlines.append(min(started) + timeout)
+                elif worker.held and worker.kill_at is None:
+                    oldest = min(r.dispatched for r in worker.held.values())
+                    deadlines.append(max(oldest, worker.last_heard) + timeout)
+        for deadline in (self._stop_deadline, self._next_reclaim):
+            if deadline is not None:
+                deadlines.append(deadline)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -242,60 +216,46 @@ class Supervisor:
 
     # ----------------------------------------------------------- dispatch
 
-    def _capacity(self, workers: int) -> int:
-        """Jobs a worker may hold: its slots, plus some queued ahead while work is plentiful.
-
-        A queued job starts the moment a slot frees, instead of after a round
-        trip through the parent.  Tiny jobs get a few milliseconds' worth
-        (which also batches pipe writes); long ones one per slot, and only
-        while the queue could fill every slot again, so that near the end no
-        job waits behind another in one worker while a second worker idles.
-        """
-        slots = self.settings.slots
-        avg = self._avg_duration
-        if avg is None:
-            return slots
-        if avg < _PREFETCH_AHEAD:
-            return (
-                slots
-                + min(_PREFETCH_MAX, max(slots, int(_PREFETCH_AHEAD / max(avg, 1e-6)))) * slots
-            )
-        plenty = len(self.pending) >= workers * slots
-        return 2 * slots if plenty else slots
-
     def _dispatch(self) -> None:
         if not self.pending or self.terminating:
             return
-        workers = sorted(
-            (w for w in self._workers if w.ready and not w.retiring and w.kill_at is None),
-            key=lambda w: len(w.held),
-        )
-        batches: dict[WorkerHandle, list[JobRecord]] = {}
+        settings = self.settings
         with self.lock:
-            for limit in (self.settings.slots, self._capacity(len(workers))):
-                for worker in workers:
-                    room = limit - len(worker.held) - len(batches.get(worker, ()))
-                    if self.settings.max_jobs_per_worker is not None:
-                        room = min(room, self.settings.max_jobs_per_worker - worker.dispatched)
-                    while room > 0 and self.pending:
-                        record = self.pending.popleft()
-                        # A re-queued job's future is running already; a new one
-                        # becomes so now, unless its caller cancelled it.
-                        future = record.future
-                        if not future.running() and not future.set_running_or_notify_cancel():
-                            self.counts["cancelled"] += 1
-                            continue
-                        batches.setdefault(worker, []).append(record)
-                        worker.dispatched += 1
-                        room -= 1
+            limit = capacity(
+                settings.slots, self._avg_duration, len(self.pending), len(self._workers)
+            )
+            batches, cancelled = plan_dispatch(
+                self._workers,
+                self.pending,
+                slots=settings.slots,
+                limit=limit,
+                max_jobs_per_worker=settings.max_jobs_per_worker,
+            )
+            self.counts["cancelled"] += cancelled
+        now = time.monotonic()
         for worker, batch in batches.items():
             for record in batch:
+                record.dispatched = now
                 worker.held[record.id] = record
             worker.send((_wire.JOBS, [(r.id, r.payload) for r in batch]))
-            limit_reached = worker.dispatched == self.settings.max_jobs_per_worker
-            if limit_reached:
+            if worker.dispatched == settings.max_jobs_per_worker:
                 worker.send((_wire.STOP,))
                 worker.retiring = True
+            if worker.outbox:
+                self._watch_writes(worker, True)
+
+    def _reclaim(self) -> None:
+        taken, self._next_reclaim = reclaimable(
+            self._workers,
+            pending=len(self.pending),
+            slots=self.settings.slots,
+            avg_duration=self._avg_duration,
+            now=time.monotonic(),
+        )
+        for worker, records in taken.items():
+            for record in records:
+                record.reclaiming = True
+            worker.send((_wire.RECLAIM, [r.id for r in records]))
             if worker.outbox:
                 self._watch_writes(worker, True)
 
@@ -312,7 +272,10 @@ class Supervisor:
     # ------------------------------------------------------------- events
 
     def _read(self, worker: WorkerHandle) -> None:
-        for message in worker.reader.read_available():
+        messages = worker.reader.read_available()
+        if messages:
+            worker.last_heard = time.monotonic()
+        for message in messages:
             self._handle(worker, message)
         if worker.reader.eof and worker.result_open:
             worker.result_open = False
@@ -329,9 +292,15 @@ class Supervisor:
                 if event[0] == _wire.STARTED:
                     record.started = now
                     record.attempts += 1
+                    record.reclaiming = False
                     self.running += 1
                     worker.started_any = True
                     self._early_deaths = 0
+                elif event[0] == _wire.RECLAIMED:
+                    del worker.held[record.id]
+                    record.reclaiming = False
+                    with self.lock:
+                        self.pending.appendleft(record)
                 else:
                     del worker.held[record.id]
                     self._finished_job(record, event[2], event[3], now)
@@ -342,29 +311,24 @@ class Supervisor:
 
     def _finished_job(self, record: JobRecord, ok: bool, payload: bytes, now: float) -> None:
         if record.started is not None:
-            self.running -= 1
             duration = now - record.started
             avg = self._avg_duration
             self._avg_duration = duration if avg is None else 0.8 * avg + 0.2 * duration
         if record.timed_out:
-            return
+            return  # failed already, and no longer counted as running
+        if record.started is not None:
+            self.running -= 1
         try:
             value = pickle.loads(payload)
-        except Exception as exc:  # noqa: BLE001 - e.g. a result class the parent cannot import
-            ok, value = (
-                False,
-                (
-                    HandlerError(
-                        f"the job's result could not be unpickled: {exc!r}",
-                        exc_type=type(exc).__qualname__,
-                    ),
-                    "",
-                ),
+        except BaseException as exc:  # noqa: BLE001 - a result the parent cannot rebuild fails its job alone
+            error = HandlerError(
+                f"the job's result could not be unpickled: {exc!r}", exc_type=type(exc).__qualname__
             )
+            ok, value = False, (error, "")
         if not ok:
             error, remote_tb = value
             if remote_tb and isinstance(error, BaseException):
-                error.__cause__ = _RemoteTraceback(remote_tb)
+                error.__cause__ = RemoteTraceback(remote_tb)
             value = error
         self._complete(record, ok, value)
 
@@ -375,13 +339,14 @@ class Supervisor:
 
     def _flush_completions(self) -> None:
         batch, self._completions = self._completions, []
-        self._completer.put(batch)
+        self.completer.put(batch)
 
     # ------------------------------------------------------ deaths, timeouts
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         self._read(worker)  # what it managed to send still counts
         exitcode = worker.reap()
+        worker.kill()  # anything its handler started dies with it (the group outlives its leader)
         for fd in (worker.sentinel, worker.result_fd, worker.job_fd):
             try:
                 self._selector.unregister(fd)
@@ -393,19 +358,7 @@ class Supervisor:
         planned = worker.retiring and exitcode == 0 and not worker.held
         if not worker.started_any and not planned:
             self._early_deaths += 1
-        requeue: list[JobRecord] = []
-        for record in worker.held.values():
-            if record.started is not None:
-                self.running -= 1
-                if worker.killed_for_timeout and not record.timed_out:
-                    record.attempts -= 1  # killed for another job's timeout: not its fault
-            if record.timed_out:
-                continue
-            if record.started is not None and record.attempts >= self.settings.max_attempts:
-                self._complete(record, False, self._crash_error(record, exitcode))
-                continue
-            record.started = None
-            requeue.append(record)
+        requeue = self._salvage(worker, exitcode)
         if requeue:
             with self.lock:
                 self.pending.extendleft(reversed(requeue))
@@ -415,8 +368,7 @@ class Supervisor:
             detail = f"; the last one reported:\n{worker.init_error}" if worker.init_error else ""
             self._fail_everything(
                 PoolBroken(
-                    f"{self._early_deaths} workers in a row died before taking a job "
-                    f"(last exit code {exitcode}){detail}",
+                    f"{self._early_deaths} workers in a row died before taking a job (last exit code {exitcode}){detail}",
                     hint="check the handler and initializer import and run in a fresh process",
                 )
             )
@@ -426,6 +378,33 @@ class Supervisor:
                 with self.lock:
                     self.counts["restarts"] += 1
             self._spawn()
+
+    def _salvage(self, worker: WorkerHandle, exitcode: int | None) -> list[JobRecord]:
+        """Decide the fate of a dead worker's jobs; return those to run again."""
+        started = [r for r in worker.held.values() if r.started is not None and not r.timed_out]
+        self.running -= len(started)
+        requeue: list[JobRecord] = []
+        for record in worker.held.values():
+            if record.timed_out:
+                continue
+            if record.started is not None:
+                if worker.killed_for_timeout:
+                    record.attempts -= 1  # killed for another job's timeout: not its fault
+                elif len(started) > 1:
+                    # Several jobs died together: none is known guilty, none is
+                    # charged, and each runs alone next (see _dispatch).
+                    record.attempts -= 1
+                    record.suspect = True
+                else:
+                    record.suspect = True
+                    if record.attempts >= self.settings.max_attempts:
+                        self._complete(record, False, self._crash_error(record, exitcode))
+                        continue
+            record.started = None
+            record.reclaiming = False
+            requeue.append(record)
+        worker.held.clear()
+        return requeue
 
     def _crash_error(self, record: JobRecord, exitcode: int | None) -> WorkerCrashed:
         signal_name = None
@@ -458,20 +437,29 @@ class Supervisor:
                     and now - record.started >= timeout
                 ):
                     record.timed_out = True
+                    self.running -= 1
                     worker.killed_for_timeout = True
-                    self._complete(
-                        record,
-                        False,
-                        JobTimeout(
-                            f"the job ran longer than {timeout:g} s",
-                            timeout=timeout,
-                            item=record.label,
-                        ),
+                    error = JobTimeout(
+                        f"the job ran longer than {timeout:g} s", timeout=timeout, item=record.label
                     )
+                    self._complete(record, False, error)
                     worker.begin_kill(self.settings.kill_grace)
+            if self._wedged(worker, now, timeout):
+                # Jobs were sent, none started, nothing heard: stopped or stuck.
+                _log.warning("worker_unresponsive", pid=worker.pid, waiting=len(worker.held))
+                worker.kill()
         if self._stop_deadline is not None and now >= self._stop_deadline:
             for worker in self._workers:
                 worker.kill()
+
+    @staticmethod
+    def _wedged(worker: WorkerHandle, now: float, timeout: float) -> bool:
+        if not worker.held or worker.kill_at is not None:
+            return False
+        if any(r.started is not None for r in worker.held.values()):
+            return False
+        oldest = min(r.dispatched for r in worker.held.values())
+        return now - max(oldest, worker.last_heard) >= timeout
 
     # ------------------------------------------------------- starting, ending
 
@@ -520,8 +508,10 @@ class Supervisor:
                 self.broken = error
             records = list(self.pending)
             self.pending.clear()
-        records += [r for w in self._workers for r in w.held.values() if not r.timed_out]
         for worker in self._workers:
+            held = [r for r in worker.held.values() if not r.timed_out]
+            self.running -= sum(1 for r in held if r.started is not None)
+            records += held
             worker.held.clear()
         for record in records:
             self._complete(record, False, error)
@@ -554,8 +544,12 @@ class Supervisor:
         self.wake()
 
     def join(self, timeout: float | None) -> bool:
-        """Wait for the supervisor thread to end; True if it did."""
-        if threading.current_thread() is not self.thread:
+        """Wait for the supervisor thread to end; True if it did.
+
+        Never waits from the supervisor's own threads (a done-callback runs on
+        the completer thread, which the supervisor itself waits for).
+        """
+        if threading.current_thread() not in (self.thread, self.completer.thread):
             self.thread.join(timeout)
         return not self.thread.is_alive()
 

@@ -9,6 +9,7 @@ message can never block it; the half message is simply dropped.
 Parent → worker::
 
     (JOBS, [(job_id, payload), ...])    payload: the pickled job
+    (RECLAIM, [job_id, ...])            give these back if not started yet
     (STOP,)                             finish what you hold, then exit
 
 Worker → parent::
@@ -18,6 +19,7 @@ Worker → parent::
     (EVENTS, [event, ...])              in order, where an event is
         (STARTED, job_id)               the handler was called
         (DONE, job_id, ok, payload)     payload: pickled result (ok) or error
+        (RECLAIMED, job_id)             given back unstarted
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ __all__ = [
     "INIT_FAILED",
     "JOBS",
     "READY",
+    "RECLAIM",
+    "RECLAIMED",
     "STARTED",
     "STOP",
     "FrameReader",
@@ -41,9 +45,9 @@ __all__ = [
     "write_frame",
 ]
 
-JOBS, STOP = "jobs", "stop"
+JOBS, STOP, RECLAIM = "jobs", "stop", "reclaim"
 READY, INIT_FAILED, EVENTS = "ready", "init_failed", "events"
-STARTED, DONE = 0, 1
+STARTED, DONE, RECLAIMED = 0, 1, 2
 
 _HEADER = struct.Struct("!Q")
 _READ_SIZE = 1 << 20

@@ -21,11 +21,11 @@ reaches the parent only, which then shuts the pool down in order.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import importlib
 import os
 import pickle
-import queue
 import select
 import signal
 import sys
@@ -115,10 +115,10 @@ def worker_main(  # noqa: PLR0917 - the Process target takes positional args
         os._exit(_EXIT_INIT_FAILED)
     send((_wire.READY, os.getpid()))
 
-    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    jobs = _JobQueue()
     threading.Thread(
         target=_receive_jobs,
-        args=(job_conn.fileno(), jobs, slots),
+        args=(job_conn.fileno(), jobs, slots, send),
         name="veo3dl-job-reader",
         daemon=True,
     ).start()
@@ -137,7 +137,7 @@ def worker_main(  # noqa: PLR0917 - the Process target takes positional args
 
 def _run_slot(
     handler: Callable[[Any], Any],
-    jobs: queue.SimpleQueue[Any],
+    jobs: _JobQueue,
     send: Callable[[tuple[Any, ...]], None],
 ) -> None:
     """Run jobs one after another, reporting each start and end.
@@ -146,18 +146,17 @@ def _run_slot(
     when the next job is already waiting: one message per job under load.
     """
     events: list[tuple[Any, ...]] = []
-    job = jobs.get()
+    job = jobs.take(block=True)
     while job is not _STOP:
         job_id, payload = job
         events.append((_wire.STARTED, job_id))
         send((_wire.EVENTS, events))
         events = [_run_job(handler, job_id, payload)]
-        try:
-            job = jobs.get_nowait()
-        except queue.Empty:
+        job = jobs.take(block=False)
+        if job is None:
             send((_wire.EVENTS, events))
             events = []
-            job = jobs.get()
+            job = jobs.take(block=True)
     if events:
         send((_wire.EVENTS, events))
 
@@ -201,7 +200,44 @@ def _dump_error(exc: BaseException, tb: str) -> bytes:
     return blob
 
 
-def _receive_jobs(fd: int, jobs: queue.SimpleQueue[Any], slots: int) -> None:
+class _JobQueue:
+    """The jobs a worker holds and has not started; unstarted ones can be given back."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify()
+
+    def take(self, *, block: bool) -> Any:
+        """The next job (or the stop marker); ``None`` when empty and not *block*."""
+        with self._cond:
+            while not self._items:
+                if not block:
+                    return None
+                self._cond.wait()
+            return self._items.popleft()
+
+    def give_back(self, job_ids: set[int]) -> list[int]:
+        """Remove the unstarted jobs among *job_ids*; return their ids."""
+        with self._cond:
+            kept: collections.deque[Any] = collections.deque()
+            returned: list[int] = []
+            for item in self._items:
+                if item is not _STOP and item[0] in job_ids:
+                    returned.append(item[0])
+                else:
+                    kept.append(item)
+            self._items = kept
+            return returned
+
+
+def _receive_jobs(
+    fd: int, jobs: _JobQueue, slots: int, send: Callable[[tuple[Any, ...]], None]
+) -> None:
     """Move jobs from the pipe to the slots; exit the process when the parent is gone."""
     while True:
         message = _read_message(fd)
@@ -210,6 +246,9 @@ def _receive_jobs(fd: int, jobs: queue.SimpleQueue[Any], slots: int) -> None:
         if message[0] == _wire.JOBS:
             for job in message[1]:
                 jobs.put(job)
+        elif message[0] == _wire.RECLAIM:
+            returned = jobs.give_back(set(message[1]))
+            send((_wire.EVENTS, [(_wire.RECLAIMED, job_id) for job_id in returned]))
         elif message[0] == _wire.STOP:
             for _ in range(slots):
                 jobs.put(_STOP)

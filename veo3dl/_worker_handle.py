@@ -24,11 +24,24 @@ __all__ = ["JobRecord", "WorkerHandle"]
 class JobRecord:
     """One submitted job as the parent tracks it.
 
-    ``attempts`` counts the times a worker started it; ``started`` is the
-    monotonic time of the current start (``None`` while queued).
+    ``attempts`` counts the charged starts (a start is not charged when
+    several jobs died together, see :mod:`veo3dl._dispatch`); ``started`` is
+    the monotonic time of the current start (``None`` while queued);
+    ``dispatched`` when it was last sent to a worker.
     """
 
-    __slots__ = ("attempts", "future", "id", "label", "payload", "started", "timed_out")
+    __slots__ = (
+        "attempts",
+        "dispatched",
+        "future",
+        "id",
+        "label",
+        "payload",
+        "reclaiming",
+        "started",
+        "suspect",
+        "timed_out",
+    )
 
     def __init__(self, job_id: int, payload: bytes, future: Future[Any], label: str | None) -> None:
         self.id = job_id
@@ -37,7 +50,10 @@ class JobRecord:
         self.label = label
         self.attempts = 0
         self.started: float | None = None
+        self.dispatched = 0.0
         self.timed_out = False
+        self.suspect = False
+        self.reclaiming = False
 
 
 class WorkerHandle:
@@ -98,6 +114,7 @@ class WorkerHandle:
         self.killed_for_timeout = False
         self.result_open = True
         self.exited = False
+        self.last_heard = time.monotonic()
 
     def fds(self) -> list[int]:
         """The parent's file descriptors for this worker (closed in forked siblings)."""
