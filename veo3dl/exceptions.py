@@ -13,7 +13,7 @@ context included.
 The tree::
 
     Veo3dlError
-    ├── ConfigError ................. a bad argument, setting or environment value
+    ├── ConfigError ................. a bad argument, setting or environment value (a ValueError too)
     ├── AuthError ................... the service refused our credentials
     │   ├── TokenExpired ............ the bearer token expired and could not be renewed
     │   └── LoginRequired ........... the browser cookie is stale: log in again
@@ -103,8 +103,11 @@ class Veo3dlError(Exception):
         return (_restore, (type(self), self.message, dict(self.__dict__)))
 
 
-class ConfigError(Veo3dlError):
-    """A bad argument, setting or environment value; nothing was attempted."""
+class ConfigError(Veo3dlError, ValueError):
+    """A bad argument, setting or environment value; nothing was attempted.
+
+    Also a :class:`ValueError`, as Python code expects of a bad argument.
+    """
 
 
 class AuthError(Veo3dlError):

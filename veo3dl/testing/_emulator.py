@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 
 from veo3dl._credentials import Credentials
+from veo3dl.exceptions import ConfigError
 from veo3dl.testing._auth import AuthState
 from veo3dl.testing._faults import ENDPOINTS, Fault, FaultHandle, FaultRegistry
 from veo3dl.testing._library import EmulatedItem, Library, LibraryOptions
@@ -25,7 +26,7 @@ _ROLES = ("labs", "api", "files")
 def _check_range(label: str, bounds: tuple[int, int]) -> tuple[int, int]:
     low, high = bounds
     if not 0 < low <= high:
-        raise ValueError(f"{label} must be (low, high) with 0 < low <= high")
+        raise ConfigError(f"{label} must be (low, high) with 0 < low <= high")
     return low, high
 
 
@@ -70,17 +71,19 @@ class FlowEmulator:
         port: int = 0,
     ) -> None:
         if items < 0:
-            raise ValueError("items must not be negative")
+            raise ConfigError("items must not be negative")
         if page_cap < 1:
-            raise ValueError("page_cap must be at least 1")
+            raise ConfigError("page_cap must be at least 1")
         if latency < 0:
-            raise ValueError("latency must not be negative")
+            raise ConfigError("latency must not be negative")
         if token_calls is not None and token_calls < 1:
-            raise ValueError("token_calls must be at least 1 (or None)")
+            raise ConfigError("token_calls must be at least 1 (or None)")
         if base_time.tzinfo is None:
-            raise ValueError("base_time must be timezone-aware")
+            raise ConfigError("base_time must be timezone-aware")
         if not 0 <= port <= 65533:
-            raise ValueError("port must be 0 (ephemeral) or a free port with the next two free too")
+            raise ConfigError(
+                "port must be 0 (ephemeral) or a free port with the next two free too"
+            )
         self._port = port
         self.seed = seed
         options = LibraryOptions(
@@ -265,7 +268,7 @@ class FlowEmulator:
         (unknown paths).  Faulted and refused requests count too.
         """
         if endpoint is not None and endpoint not in (*ENDPOINTS, "other"):
-            raise ValueError(f"unknown endpoint {endpoint!r}")
+            raise ConfigError(f"unknown endpoint {endpoint!r}")
         return self._service.requests(endpoint, name)
 
     def reset_counters(self) -> None:

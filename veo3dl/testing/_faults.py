@@ -18,6 +18,8 @@ from email.utils import format_datetime
 
 import attrs
 
+from veo3dl.exceptions import ConfigError
+
 __all__ = ["ENDPOINTS", "Fault", "FaultHandle", "FaultKind", "FaultRegistry"]
 
 ENDPOINTS = ("session", "listing", "media", "fife")
@@ -95,7 +97,7 @@ class Fault:
     def latency(cls, seconds: float) -> Fault:
         """Answer *seconds* later than usual (adds to the global ``latency``)."""
         if seconds < 0:
-            raise ValueError("latency must not be negative")
+            raise ConfigError("latency must not be negative")
         return cls(FaultKind.LATENCY, seconds=seconds)
 
     @classmethod
@@ -113,7 +115,7 @@ class Fault:
         files role it is the XML ``<Code>``.
         """
         if not 400 <= code <= 599:
-            raise ValueError("status faults take a 4xx or 5xx code")
+            raise ConfigError("status faults take a 4xx or 5xx code")
         return cls(
             FaultKind.STATUS, code=code, google_status=google_status, reason=reason, message=message
         )
@@ -152,7 +154,7 @@ class Fault:
     def drip(cls, delay: float = 1.0, chunk: int = 1024) -> Fault:
         """Send the headers and *chunk* bytes at a time, pausing *delay* seconds between."""
         if delay < 0 or chunk < 1:
-            raise ValueError("drip needs delay >= 0 and chunk >= 1")
+            raise ConfigError("drip needs delay >= 0 and chunk >= 1")
         return cls(FaultKind.DRIP, seconds=delay, chunk=chunk)
 
     @classmethod
@@ -179,7 +181,7 @@ class Fault:
     def repeat_items(cls, count: int = 3) -> Fault:
         """A listing page after the first starts with *count* items of the page before."""
         if count < 1:
-            raise ValueError("count must be at least 1")
+            raise ConfigError("count must be at least 1")
         return cls(FaultKind.REPEAT_ITEMS, count=count)
 
     @classmethod
@@ -256,21 +258,21 @@ class FaultRegistry:
         """Register *fault*; see :meth:`FlowEmulator.inject`."""
         applies = _APPLIES.get(fault.kind, _ANY)
         if endpoint is not None and endpoint not in ENDPOINTS:
-            raise ValueError(f"endpoint must be one of {ENDPOINTS} or None, not {endpoint!r}")
+            raise ConfigError(f"endpoint must be one of {ENDPOINTS} or None, not {endpoint!r}")
         if endpoint is not None and endpoint not in applies:
-            raise ValueError(f"a {fault.kind.value} fault applies to {sorted(applies)} only")
+            raise ConfigError(f"a {fault.kind.value} fault applies to {sorted(applies)} only")
         if name is not None and not (applies & {"media", "fife"}):
-            raise ValueError(f"a {fault.kind.value} fault cannot target one item")
+            raise ConfigError(f"a {fault.kind.value} fault cannot target one item")
         if (
             name is not None
             and endpoint in ("session", "listing")
             and fault.kind is not FaultKind.EXPIRED_FIFE
         ):
-            raise ValueError(f"{endpoint} requests do not name an item")
+            raise ConfigError(f"{endpoint} requests do not name an item")
         if rate is not None and not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be between 0 and 1")
+            raise ConfigError("rate must be between 0 and 1")
         if rate is None and times is not None and times < 1:
-            raise ValueError("times must be at least 1 (or None for always)")
+            raise ConfigError("times must be at least 1 (or None for always)")
         with self.lock:
             self._added += 1
             handle = FaultHandle(

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import attrs
 
+from veo3dl.exceptions import ConfigError
 from veo3dl.testing._media import FORMATS, MediaBlob, make_blob, normalize_size
 
 __all__ = ["EmulatedItem", "Library", "LibraryOptions"]
@@ -116,9 +117,9 @@ class Library:
 
     def __init__(self, options: LibraryOptions) -> None:
         if not 0 <= options.videos <= options.items:
-            raise ValueError("videos must be between 0 and items")
+            raise ConfigError("videos must be between 0 and items")
         if options.days < 1:
-            raise ValueError("days must be at least 1")
+            raise ConfigError("days must be at least 1")
         self._options = options
         self._lock = threading.Lock()
         self._items: dict[str, EmulatedItem] = {}
@@ -131,7 +132,7 @@ class Library:
         rng = random.Random(f"{options.seed}:library")
         span = options.days * 86400
         if options.items > span:
-            raise ValueError("more items than seconds in the time window")
+            raise ConfigError("more items than seconds in the time window")
         offsets = sorted(rng.sample(range(span), options.items))
         video_at = set(rng.sample(range(options.items), options.videos))
         start = options.base_time - timedelta(seconds=span - 1)
@@ -241,7 +242,7 @@ class Library:
     def add(self, count: int, videos: int = 0) -> list[EmulatedItem]:
         """Add *count* items (the first *videos* of them videos), newer than all others."""
         if count < 0 or not 0 <= videos <= count:
-            raise ValueError("need 0 <= videos <= count")
+            raise ConfigError("need 0 <= videos <= count")
         with self._lock:
             self._batches += 1
             rng = random.Random(f"{self._options.seed}:added:{self._batches}")

@@ -19,6 +19,8 @@ from types import MappingProxyType
 
 import attrs
 
+from veo3dl.exceptions import ConfigError
+
 __all__ = [
     "FORMATS",
     "MediaBlob",
@@ -102,7 +104,7 @@ class MediaBlob:
     def read(self, offset: int, length: int) -> bytes:
         """Return up to *length* bytes from *offset* (fewer at the end of the file)."""
         if offset < 0 or length < 0:
-            raise ValueError("offset and length must not be negative")
+            raise ConfigError("offset and length must not be negative")
         end = min(self.size, offset + length)
         out = bytearray()
         index = max(0, bisect.bisect_right(self._starts, offset) - 1)
@@ -293,7 +295,7 @@ def make_blob(fmt: str, seed: str, size: int) -> MediaBlob:
     The bytes depend only on *seed* and the size (see :func:`normalize_size`).
     """
     if fmt not in _BUILDERS:
-        raise ValueError(f"unknown media format {fmt!r}")
+        raise ConfigError(f"unknown media format {fmt!r}")
     size = normalize_size(fmt, size)
     blob = _blob(fmt, seed, _BUILDERS[fmt](seed, size))
     assert blob.size == size, (fmt, blob.size, size)
