@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -69,6 +71,33 @@ def _running(pid: int) -> bool:
 
 def _is_our_child(pid: int) -> bool:
     return any(child.pid == pid for child in psutil.Process().children(recursive=True))
+
+
+def poll(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Wait for *condition()* to be truthy, with a deadline; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def started(folder: Path, key: str) -> list[Path]:
+    """The marker files a blocking job (``pooljobs.Block``) leaves when it starts."""
+    return sorted(folder.glob(f"started-{key}-*"))
+
+
+def started_pid(path: Path) -> int:
+    """The worker pid recorded in a start marker's name."""
+    return int(path.name.split("-")[2])
+
+
+def release(folder: Path, key: str) -> None:
+    """Let the blocking jobs of *key* finish."""
+    (folder / f"release-{key}").touch()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pooljobs
 import psutil
 import pytest
-from conftest import wait_until_gone
+from conftest import poll, release, started, started_pid, wait_until_gone
 
 from veo3dl import (
     ConfigError,
@@ -30,30 +30,6 @@ from veo3dl import (
 )
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("no_leftover_processes")]
-
-
-def poll(condition, timeout: float = 20.0, what: str = "condition"):
-    """Wait for *condition()* to be truthy, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def started(folder: Path, key: str) -> list[Path]:
-    return sorted(folder.glob(f"started-{key}-*"))
-
-
-def started_pid(path: Path) -> int:
-    return int(path.name.split("-")[2])
-
-
-def release(folder: Path, key: str) -> None:
-    (folder / f"release-{key}").touch()
 
 
 def make_pool(start_method: str, workers: int = 2, **kwargs) -> DownloadPool:

@@ -20,14 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pooljobs
 import psutil
 import pytest
-from conftest import START_METHODS, wait_until_gone
+from conftest import START_METHODS, poll, release, started, started_pid, wait_until_gone
 
 from veo3dl import (
     DownloadPool,
@@ -44,30 +43,6 @@ _DEADLINE = 60.0  # a blocked job (or helper process) gives up after this
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def poll(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Wait for *condition()* to be truthy, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def started(folder: Path, key: str) -> list[Path]:
-    return sorted(folder.glob(f"started-{key}-*"))
-
-
-def started_pid(path: Path) -> int:
-    return int(path.name.split("-")[2])
-
-
-def release(folder: Path, key: str) -> None:
-    (folder / f"release-{key}").touch()
 
 
 def alive(pid: int) -> bool:

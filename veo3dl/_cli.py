@@ -74,19 +74,30 @@ def cli(ctx: click.Context, log_level: str, log_format: str, quiet: bool) -> Non
     configure_for_cli(log_level, log_format, (), sys.stderr)
 
 
-def _configure_secrets(ctx: click.Context, options: ClientOptions) -> None:
-    log_level, log_format = ctx.find_root().meta["log"]
-    configure_for_cli(log_level, log_format, options.credentials.secrets(), sys.stderr)
-
-
-@cli.command()
-@click.option(
+_db_option = click.option(
     "--db",
     "db",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="The catalogue (SQLite).",
 )
+_profile_option = click.option(
+    "--profile", required=True, help="The library's name in the catalogue."
+)
+_dest_option = click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Storage root [default: 'media' beside --db].",
+)
+
+
+def _configure_secrets(ctx: click.Context, options: ClientOptions) -> None:
+    log_level, log_format = ctx.find_root().meta["log"]
+    configure_for_cli(log_level, log_format, options.credentials.secrets(), sys.stderr)
+
+
+@cli.command()
+@_db_option
 @click.option("--profile", required=True, help="A name for this account's library, e.g. 'me'.")
 @click.option(
     "--incremental",
@@ -126,19 +137,9 @@ def sync(
 
 
 @cli.command()
-@click.option(
-    "--db",
-    "db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The catalogue (SQLite).",
-)
-@click.option("--profile", required=True, help="The library's name in the catalogue.")
-@click.option(
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Storage root [default: 'media' beside --db].",
-)
+@_db_option
+@_profile_option
+@_dest_option
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes."
 )
@@ -212,14 +213,8 @@ def download(
 
 
 @cli.command()
-@click.option(
-    "--db",
-    "db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The catalogue (SQLite).",
-)
-@click.option("--profile", required=True, help="The library's name in the catalogue.")
+@_db_option
+@_profile_option
 def status(db: Path, profile: str) -> None:
     """Totals and a per-date breakdown of one library in the catalogue."""
     with cli_errors(), open_store(db, must_exist=True) as store:
@@ -322,25 +317,15 @@ def emulator(
 
 
 @cli.command()
-@click.option(
-    "--db",
-    "db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The catalogue (SQLite).",
-)
-@click.option("--profile", required=True, help="The library's name in the catalogue.")
+@_db_option
+@_profile_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="The HTML file to write.",
 )
-@click.option(
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Storage root [default: 'media' beside --db].",
-)
+@_dest_option
 def gallery(db: Path, profile: str, out: Path, dest: Path | None) -> None:
     """Write a static HTML gallery of the downloaded items (opens from disk, no network)."""
     with cli_errors(), open_store(db, must_exist=True) as store:
