@@ -95,6 +95,55 @@ def test_parse_listing_strips_whitespace_and_skips_malformed() -> None:
 
 def test_missing_token_means_last_page() -> None:
     assert proto.parse_listing(listing_payload([workflow()])).next_token is None
+    assert proto.parse_listing(listing_payload([workflow()], token="")).next_token is None
+    with pytest.raises(ProtocolError, match="nextPageToken"):
+        proto.parse_listing(listing_payload([workflow()], token=7))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [500, "500", None])
+def test_a_failure_status_inside_the_envelope_is_a_protocol_error(status) -> None:
+    payload = listing_payload([workflow()], token="next")
+    envelope = payload["result"]["data"]["json"]
+    envelope["status"], envelope["statusText"] = status, "Internal"
+    if status is None:
+        del envelope["status"]
+        assert proto.parse_listing(payload).next_token == "next"
+    else:
+        with pytest.raises(ProtocolError, match="status 500"):
+            proto.parse_listing(payload)
+
+
+@pytest.mark.parametrize(
+    "created",
+    ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00", "2025-13-01T00:00:00Z", "now"],
+)
+def test_times_out_of_range_are_skipped_items_not_crashes(created: str) -> None:
+    entry = workflow("CAMa9")
+    entry["createTime"] = created
+    page = proto.parse_listing(listing_payload([entry, workflow("CAMa1")]))
+    assert [i.name for i in page.items] == ["CAMa1"] and page.skipped == 1
+    with pytest.raises(ProtocolError):
+        proto.parse_session({"access_token": "t", "expires": created})
+
+
+@given(st.text(max_size=40) | st.datetimes().map(lambda d: d.isoformat()), st.text(max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_fuzz_time_parser_raises_only_protocol_error(text: str, suffix: str) -> None:
+    for candidate in (text, text + suffix, text + "Z", text + "+14:00", text + "-23:59"):
+        try:
+            parsed = proto.parse_time(candidate, "t")
+        except ProtocolError:
+            continue
+        assert parsed.tzinfo is timezone.utc
+
+
+def test_deeply_nested_json_is_handled() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert proto.parse_google_error(deep).status is None
+    extractor = PayloadExtractor(lambda _: None, where="t")
+    extractor.feed(deep)
+    with pytest.raises(ProtocolError, match="nested"):
+        extractor.finish()
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,29 @@ def test_loop_guard_is_reported(flow: FlowEmulator, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("fault", "stop"),
+    [
+        (Fault.loop_token(), ListingStop.REPEATED_TOKEN),
+        (Fault.repeat_items(count=18), ListingStop.ALL_SEEN),
+    ],
+    ids=["repeated-token", "all-seen"],
+)
+def test_a_loop_guard_stop_never_marks_anything_missing(
+    flow: FlowEmulator, tmp_path: Path, fault: Fault, stop: ListingStop
+) -> None:
+    """The items past a loop were never listed: they must not be called gone."""
+    service = service_for(flow, tmp_path / "c.db")
+    service.sync_metadata("default")
+    flow.inject(fault, endpoint="listing", times=1)
+    report = service.sync_metadata("default")
+    assert report.stop is stop and report.loop_guard
+    assert not report.complete and report.seen < 42
+    assert report.marked_missing == 0
+    assert service.store.counts("default").missing == 0
+    assert service.sync_metadata("default").complete  # the next sync goes all the way
+
+
 def test_page_limit_never_marks_missing(flow: FlowEmulator, tmp_path: Path) -> None:
     service = service_for(flow, tmp_path / "c.db")
     service.sync_metadata("default")

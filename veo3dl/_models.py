@@ -52,9 +52,11 @@ class MediaItem:
 class ListingStop(str, enum.Enum):
     """Why a listing ended.
 
-    Only :attr:`END` and :attr:`REPEATED_TOKEN` / :attr:`ALL_SEEN` (the
-    service looping back over what it already sent) mean the whole library
-    was seen; :attr:`PAGE_LIMIT` means the listing was cut short.
+    Only :attr:`END` means the whole library was seen.  A loop guard
+    (:attr:`REPEATED_TOKEN`, :attr:`ALL_SEEN`) stops a listing that went
+    round in circles: whatever lay past the loop was never listed, so such a
+    listing is *not* complete and a sync that ends on one marks nothing
+    missing.  :attr:`PAGE_LIMIT` means the listing was cut short.
     """
 
     END = "end"
@@ -68,8 +70,8 @@ class ListingStop(str, enum.Enum):
 
     @property
     def complete(self) -> bool:
-        """True when the listing saw the whole library."""
-        return self is not ListingStop.PAGE_LIMIT
+        """True when the listing saw the whole library (it ended with no ``nextPageToken``)."""
+        return self is ListingStop.END
 
     @property
     def loop_guard(self) -> bool:

@@ -199,3 +199,5 @@ class PayloadExtractor:
         except ValueError as error:
             reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
             raise ProtocolError(f"answer is not valid JSON ({reason})", where=self._where) from None
+        except RecursionError:
+            raise ProtocolError("answer is nested too deeply", where=self._where) from None

@@ -7,7 +7,8 @@ that it can be tested, and fuzzed, without a server.  Parsers raise only
 session), whatever JSON they are given.
 
 Facts come from ``flow-protocol.md``; the sections are cited where they
-matter.
+matter.  The listing half lives in :mod:`veo3dl._protocol_listing` and is
+re-exported here, so that callers see one protocol module.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import quote
 
 import attrs
 
-from veo3dl._models import MediaItem, MediaType
+from veo3dl._models import MediaType
+from veo3dl._protocol_listing import (
+    LISTING_PATH,
+    ParsedPage,
+    clean_name,
+    listing_input,
+    listing_url,
+    optional_str,
+    parse_listing,
+    parse_media_item,
+    parse_time,
+)
 from veo3dl._redaction import redact_url
 from veo3dl.exceptions import LoginRequired, ProtocolError
 
@@ -52,7 +63,6 @@ __all__ = [
 ]
 
 SESSION_PATH = "/fx/api/auth/session"
-LISTING_PATH = "/fx/api/trpc/media.fetchUserHistoryDirectly"
 MEDIA_PATH = "/v1/media/"
 LABS_ORIGIN = "https://labs.google"
 
@@ -62,156 +72,6 @@ PAYLOAD_KEYS = frozenset({"image", "encodedImage", "encodedVideo"})
 # RFC 3986 pchar minus pct-encoded: unreserved / sub-delims / ":" / "@".
 # "$" is legal here and the service answers 400 when it arrives as "%24".
 _PCHAR_SAFE = "-._~!$&'()*+,;=:@"
-_WHITESPACE = re.compile(r"\s+")
-
-
-# ----------------------------------------------------------------- listing
-
-
-def listing_input(cursor: str | None, page_size: int) -> str:
-    """The ``input`` query value of one listing request (section 2).
-
-    The first page sends ``meta``; every later page sends the cursor and no
-    ``meta`` key at all, since ``meta`` with a cursor makes the service answer
-    with the first page again.
-    """
-    body: dict[str, Any] = {
-        "json": {
-            "type": "ASSET_MANAGER",
-            "pageSize": page_size,
-            "responseScope": "RESPONSE_SCOPE_UNSPECIFIED",
-            "cursor": cursor,
-        }
-    }
-    if cursor is None:
-        body["meta"] = {"values": {"cursor": ["undefined"]}}
-    return json.dumps(body, separators=(",", ":"))
-
-
-def listing_url(labs_url: str, cursor: str | None, page_size: int) -> str:
-    """The full URL of one listing page."""
-    encoded = quote(listing_input(cursor, page_size), safe="")
-    return f"{labs_url}{LISTING_PATH}?input={encoded}"
-
-
-@attrs.frozen
-class ParsedPage:
-    """What one listing answer holds: parsed items, malformed count, next token."""
-
-    items: tuple[MediaItem, ...]
-    skipped: int
-    next_token: str | None = attrs.field(repr=lambda t: "None" if t is None else "'…'")
-
-
-def _dig(obj: object, path: tuple[str, ...], where: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping) or key not in obj:
-            raise ProtocolError(f"missing {key!r}", where=where)
-        obj = obj[key]
-    return obj
-
-
-def parse_listing(payload: object) -> ParsedPage:
-    """Parse one listing answer.
-
-    The envelope must be right, or :class:`ProtocolError` is raised.  Items
-    that cannot be parsed are skipped and counted, never fatal: one odd item
-    must not hide the rest of the library.
-    """
-    where = "listing result.data.json.result"
-    result = _dig(payload, ("result", "data", "json", "result"), where)
-    if not isinstance(result, Mapping):
-        raise ProtocolError("expected an object", where=where)
-    workflows = result.get("userWorkflows", [])
-    if workflows is None:
-        workflows = []
-    if not isinstance(workflows, list):
-        raise ProtocolError("userWorkflows is not a list", where=where)
-    token = result.get("nextPageToken")
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ProtocolError("nextPageToken is not a non-empty string", where=where)
-    items: list[MediaItem] = []
-    skipped = 0
-    for entry in workflows:
-        try:
-            items.append(parse_media_item(entry))
-        except ProtocolError:
-            skipped += 1
-    return ParsedPage(items=tuple(items), skipped=skipped, next_token=token)
-
-
-def clean_name(value: object, where: str) -> str:
-    """A media name with stray whitespace and line breaks removed (section 2)."""
-    if not isinstance(value, str):
-        raise ProtocolError("name is not a string", where=where)
-    name = _WHITESPACE.sub("", value)
-    if not name or name in {".", ".."} or "\x00" in name:
-        raise ProtocolError("name is empty or not a usable identifier", where=where)
-    return name
-
-
-def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def parse_time(value: object, where: str) -> datetime:
-    """An RFC 3339 time (``2025-10-29T13:56:15Z``, with or without fraction) as aware UTC."""
-    if not isinstance(value, str):
-        raise ProtocolError("time is not a string", where=where)
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    # fromisoformat in 3.10 takes at most 6 fractional digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ProtocolError(f"not an RFC 3339 time: {value[:40]!r}", where=where) from None
-    if parsed.tzinfo is None:
-        raise ProtocolError("time has no zone", where=where)
-    return parsed.astimezone(timezone.utc)
-
-
-def parse_media_item(entry: object) -> MediaItem:
-    """Parse one ``userWorkflows`` entry into a :class:`MediaItem`."""
-    where = "listing item"
-    if not isinstance(entry, Mapping):
-        raise ProtocolError("item is not an object", where=where)
-    media = entry.get("media")
-    if not isinstance(media, Mapping):
-        raise ProtocolError("missing media", where=where)
-    name = clean_name(media.get("name", entry.get("name")), where)
-    where = f"listing item {name[:60]}"
-    generation = media.get("mediaGenerationId")
-    if not isinstance(generation, Mapping):
-        raise ProtocolError("missing mediaGenerationId", where=where)
-    try:
-        media_type = MediaType(generation.get("mediaType"))
-    except ValueError:
-        raise ProtocolError("unknown mediaType", where=where) from None
-    media_key = _optional_str(generation, "mediaKey")
-    if media_key is None:
-        raise ProtocolError("missing mediaKey", where=where)
-    body: Mapping[str, Any] = next(
-        (
-            media[k]
-            for k in ("video", "image", "userUploadedImage")
-            if isinstance(media.get(k), Mapping)
-        ),
-        {},
-    )
-    fife_url = _optional_str(body, "fifeUrl")
-    return MediaItem(
-        name=name,
-        media_type=media_type,
-        media_key=media_key,
-        create_time=parse_time(entry.get("createTime"), where),
-        workflow_id=_optional_str(generation, "workflowId"),
-        project_id=_optional_str(generation, "projectId"),
-        aspect_ratio=_optional_str(body, "aspectRatio"),
-        fife_url=fife_url if fife_url and fife_url.startswith(("https://", "http://")) else None,
-    )
 
 
 # -------------------------------------------------------------- one item
@@ -291,16 +151,16 @@ def parse_media_payload(payload: object, *, name: str) -> tuple[MediaPayload, st
                 except ValueError:
                     media_type = None
             seed = body.get("seed")
-            fife = _optional_str(body, "fifeUrl")
+            fife = optional_str(body, "fifeUrl")
             info = MediaPayload(
                 name=name,
                 shape=f"{container}.{data_key}",
                 media_type=media_type,
                 fife_url=fife if fife and fife.startswith(("https://", "http://")) else None,
                 seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-                prompt=_optional_str(body, "prompt"),
-                model=_optional_str(body, model_key) or _optional_str(body, "model"),
-                aspect_ratio=_optional_str(body, "aspectRatio"),
+                prompt=optional_str(body, "prompt"),
+                model=optional_str(body, model_key) or optional_str(body, "model"),
+                aspect_ratio=optional_str(body, "aspectRatio"),
             )
             return info, (data or None)
     raise ProtocolError(
@@ -322,7 +182,7 @@ def parse_google_error(body: bytes) -> GoogleError:
     """Read ``{"error": {"code", "message", "status", "details": [{"reason"}]}}``, leniently."""
     try:
         payload = json.loads(body.decode("utf-8", "replace"))
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is as unreadable as bad JSON
         return GoogleError(None, None, None, None)
     error = payload.get("error") if isinstance(payload, Mapping) else None
     if not isinstance(error, Mapping):
