@@ -20,6 +20,7 @@ from veo3dl.testing import Fault, FlowEmulator
 
 LISTING = "/fx/api/trpc/media.fetchUserHistoryDirectly"
 FIRST_META = {"values": {"cursor": ["undefined"]}}
+COOKIE = "__Secure-next-auth.session-token"
 
 
 @pytest.fixture
@@ -492,3 +493,29 @@ def test_stop_does_not_hang_on_open_or_stalled_connections() -> None:
         flow.stop()
         for sock in sockets:
             sock.close()
+
+
+def test_hostile_requests_get_answers_not_server_errors(
+    emulator: FlowEmulator, session: requests.Session
+) -> None:
+    """Non-ASCII secrets and an unframeable body are the client's fault: 4xx, never a 500."""
+    port = int(emulator.labs_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:  # http.client sends header values as Latin-1, as a browser might
+        conn.request("GET", "/fx/api/auth/session", headers={"Cookie": f"{COOKIE}=caf\xe9"})
+        stale = conn.getresponse()
+        assert stale.status == 200
+        assert json.loads(stale.read())["error"] == "ACCESS_TOKEN_REFRESH_NEEDED"
+    finally:
+        conn.close()
+    name = emulator.items[0].name
+    token = emulator.credentials.bearer_token
+    wrong_key = session.get(
+        f"{emulator.api_url}/v1/media/{name}?key=%C3%A9t%C3%A9", headers=bearer(token)
+    )
+    assert wrong_key.status_code == 400
+    api_port = int(emulator.api_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", api_port), timeout=5) as raw:
+        raw.sendall(b"POST /v1/media/x HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.1 4")
+    assert emulator.errors == []

@@ -82,7 +82,7 @@ class AuthState:
                 value = val.strip()
         if value is None:
             return "missing"
-        if self.stale_cookie or not hmac.compare_digest(value, self._session):
+        if self.stale_cookie or not _same_secret(value, self._session):
             return "stale"
         return "valid"
 
@@ -96,7 +96,7 @@ class AuthState:
 
     def key_ok(self, key: str | None) -> bool:
         """Whether *key* is the account's API key."""
-        return key is not None and hmac.compare_digest(key, self.api_key)
+        return key is not None and _same_secret(key, self.api_key)
 
     def use_bearer(self, authorization: str | None) -> BearerCheck:
         """Check an ``Authorization`` header and count one call against its token."""
@@ -146,3 +146,8 @@ class AuthState:
 def _iso_millis(unix: float) -> str:
     moment = datetime.fromtimestamp(unix, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _same_secret(given: str, expected: str) -> bool:
+    # compare_digest refuses non-ASCII str; a client may send anything.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())

@@ -100,8 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _drain_body(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_DRAIN:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:  # a body we cannot frame: drop the connection after answering
+            length = _MAX_DRAIN + 1
+        if length > _MAX_DRAIN or length < 0:
             self.close_connection = True
         elif length > 0:
             self.rfile.read(length)
