@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 
 REDACTED = "[REDACTED]"
 
-# Query parameters whose values grant access on their own.
+# Query parameters whose values grant access on their own, also when a URL
+# travels percent-encoded inside another (``%3F``/``%26`` before, ``%3D`` after).
 _SECRET_QUERY = re.compile(
-    r"(?i)(?P<k>(?:^|[?&;\s])(?:key|signature|access_token|token|sig|x-goog-signature)=)[^&#\s\"'<>]*"
+    r"(?i)(?P<k>(?:^|[?&;\s]|%3F|%26)"
+    r"(?:key|api_?key|signature|access_token|token|sig|x-goog-signature)(?:=|%3D))"
+    r"(?:(?!%26)[^&#\s\"'<>])*"
 )
 # "Bearer ya29..." anywhere, e.g. a header echoed in a message.
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
