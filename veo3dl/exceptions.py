@@ -7,8 +7,8 @@ says what happened and what to do.  Messages never hold a secret: URLs are
 shown without their ``key=`` and ``Signature=`` values.
 
 Errors cross process boundaries (a worker's failure comes back to the parent
-through a pipe), so every class pickles and unpickles to an equal error,
-context included.
+through a pipe), so every class pickles and unpickles to an error of the same class with the
+same message and context attributes.
 
 The tree::
 
