@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,31 @@ def test_slow_drip_past_read_timeout_is_retried(flow: FlowEmulator) -> None:
     assert flow.requests("media", name=item.name) == 2
 
 
+@pytest.mark.parametrize("status", [408, 501, 505, 507, 599])
+def test_every_5xx_is_retried(flow: FlowEmulator, status: int) -> None:
+    item = flow.items[3]
+    flow.inject(Fault.status(status), endpoint="media", name=item.name, times=2)
+    flow.inject(Fault.status(status), endpoint="fife", name=item.name, times=2)
+    with make_client(flow) as client:
+        fetched = client.fetch_media(item.name)
+        assert fetched.data == flow.content(item.name) and fetched.fife_url is not None
+        sink = BytesSink()
+        client.download_signed_url(fetched.fife_url, sink, item=item.name)
+    assert sink.getvalue() == flow.content(item.name)
+    assert flow.requests("media", name=item.name) == 3
+    assert flow.requests("fife", name=item.name) == 3
+
+
+@pytest.mark.parametrize("status", [400, 403, 409, 410])
+def test_other_4xx_are_not_retried(flow: FlowEmulator, status: int) -> None:
+    item = flow.items[3]
+    flow.inject(Fault.status(status), endpoint="media", name=item.name, times=None)
+    with make_client(flow) as client, pytest.raises(ApiError) as info:
+        client.fetch_media(item.name)
+    assert info.value.status == status
+    assert flow.requests("media", name=item.name) == 1
+
+
 def test_media_gives_up_after_its_attempts(flow: FlowEmulator) -> None:
     item = flow.items[0]
     flow.inject(Fault.status(502), endpoint="media", name=item.name, times=None)
@@ -347,6 +373,45 @@ def test_tokens_dying_after_n_calls() -> None:
             for item in flow.items:
                 assert client.fetch_media(item.name).data == flow.content(item.name)
         assert flow.requests("session") == 4  # 10 calls / 3 per token
+
+
+class Clock:
+    """A clock the test moves by hand; starts at the real time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_early_renewal_goes_on_with_the_valid_token(flow: FlowEmulator) -> None:
+    creds = Credentials(cookie=flow.credentials.cookie, api_key=flow.credentials.api_key)
+    clock = Clock()  # the client's view of time; the emulator keeps the real one
+    with make_client(flow, creds) as minter:
+        source = minter.own_token_source(clock=clock)
+        with make_client(flow, creds, token_source=source) as client:
+            assert client.fetch_media(flow.items[0].name).data == flow.content(flow.items[0].name)
+            assert flow.requests("session") == 1
+            first = client.bearer_token()
+            # Due for early renewal (within the last 300 s), but still valid for
+            # a good while: the session host failing must not fail the request.
+            clock.now += 3600 - 120
+            handle = flow.inject(Fault.status(503), endpoint="session", times=None)
+            item = flow.items[1]
+            assert client.fetch_media(item.name).data == flow.content(item.name)
+            assert flow.requests("session") == 1 + FAST.attempts
+            assert client.bearer_token() == first
+            assert flow.requests("session") == 1 + FAST.attempts  # not asked again at once
+            # Once the token has expired by the client's clock, renewing is needed:
+            # its failure is the request's.
+            clock.now += 180
+            with pytest.raises(ApiError) as info:
+                client.fetch_media(item.name)
+            assert info.value.status == 503
+            handle.remove()
+            assert client.fetch_media(item.name).data == flow.content(item.name)
+            assert client.bearer_token() != first
 
 
 def test_expired_bearer_without_cookie_is_token_expired(flow: FlowEmulator) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from veo3dl import Credentials, TokenExpired
+from veo3dl import ApiError, ConfigError, Credentials, TokenExpired
 from veo3dl._logging import SecretFilter, get_logger, protect_stdlib_loggers
 from veo3dl._protocol import SessionToken
 from veo3dl._redaction import redact_text, redact_url
@@ -162,3 +162,85 @@ def test_no_cookie_means_token_expired_with_a_hint() -> None:
     with pytest.raises(TokenExpired):
         SessionTokenSource(initial=None, mint=None).get()
     assert timedelta(0) == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("field", "env", "bad"),
+    [
+        ("cookie", "VEO3DL_COOKIE", f"{COOKIE}\r\nX-Injected: 1"),
+        ("cookie", "VEO3DL_COOKIE", "__Secure-next-auth.session-token=abc\ndef-secretcookie"),
+        ("cookie", "VEO3DL_COOKIE", "__Secure-next-auth.session-token=abc\x00secretcookie"),
+        ("cookie", "VEO3DL_COOKIE", "__Secure-next-auth.session-token=abc\u2026secretcookie"),
+        ("bearer_token", "VEO3DL_BEARER_TOKEN", f"{TOKEN}\r\nX-Injected: 1"),
+        ("bearer_token", "VEO3DL_BEARER_TOKEN", f"{TOKEN} {TOKEN}"),
+        ("api_key", "VEO3DL_API_KEY", f"{KEY}\x7f"),
+        ("api_key", "VEO3DL_API_KEY", f"\u201c{KEY}\u201d"),
+    ],
+)
+def test_values_that_cannot_be_sent_are_refused_by_name(field: str, env: str, bad: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Credentials(**{field: bad})
+    message = str(info.value)
+    assert field in message and env in message and "copy the value again" in message
+    for piece in (bad, bad.strip(), COOKIE, TOKEN, KEY, "secretcookie"):
+        assert piece not in message
+    with pytest.raises(ConfigError, match=env):
+        Credentials.from_env({env: bad})
+
+
+def test_values_are_stripped_and_inner_cookie_spaces_kept() -> None:
+    creds = Credentials(cookie=f" a=1; {COOKIE}\r\n", bearer_token=f"\t{TOKEN}\n", api_key=KEY)
+    assert creds.cookie == f"a=1; {COOKIE}" and creds.bearer_token == TOKEN
+    with pytest.raises(ConfigError, match="must be a string"):
+        Credentials(api_key=12345)  # type: ignore[arg-type]
+
+
+class FailingMint:
+    """Mints like :func:`minter` until told to fail."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.mint = minter(clock)
+        self.failing = False
+        self.calls = 0
+
+    def __call__(self) -> SessionToken:
+        self.calls += 1
+        if self.failing:
+            raise ApiError("HTTP 503: the session host is down", status=503)
+        return self.mint()
+
+
+def test_failed_early_renewal_keeps_the_valid_token(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    mint = FailingMint(clock)
+    source = SessionTokenSource(initial=None, mint=mint, margin=300, clock=clock)
+    first = source.get()
+    mint.failing = True
+    clock.now += 3600 - 200  # due for renewal, 200 s left
+    with caplog.at_level(logging.WARNING, logger="veo3dl"):
+        assert source.get() == first
+    assert "bearer_token_renewal_failed" in caplog.text and "503" in caplog.text
+    assert mint.calls == 2
+    assert source.get() == first  # not asked again at once: the next try waits
+    assert mint.calls == 2
+    clock.now += 150  # 50 s left: past the pause, tried again, still fails, still served
+    assert source.get() == first
+    assert mint.calls == 3
+    mint.failing = False
+    clock.now += 40
+    assert source.get() != first  # renewal works again
+    assert source.mints == 2
+
+
+def test_failed_renewal_of_an_expired_token_is_raised() -> None:
+    clock = Clock()
+    mint = FailingMint(clock)
+    source = SessionTokenSource(initial=None, mint=mint, margin=300, clock=clock)
+    first = source.get()
+    mint.failing = True
+    clock.now += 3600  # expired
+    with pytest.raises(ApiError):
+        source.get()
+    clock.now -= 1000  # not yet expired by the clock, but refused by the api host
+    with pytest.raises(ApiError):
+        source.refresh(first)

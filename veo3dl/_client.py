@@ -3,13 +3,16 @@
 It sends what :mod:`veo3dl._protocol` builds, retries what is worth
 retrying, and maps every failure onto :mod:`veo3dl.exceptions`:
 
-* connect/read errors, 5xx, and bodies cut short: retried with exponential
-  backoff and jitter (:class:`~veo3dl._http.RetryPolicy`);
+* connect/read errors, 408 and every 5xx, and bodies cut short: retried
+  with exponential backoff and jitter (:class:`~veo3dl._http.RetryPolicy`);
 * 429: the host is paused for ``Retry-After`` (capped) in every thread that
   shares the client's :class:`~veo3dl._http.HostGate`, then retried;
 * 401 from the api host: the bearer token is renewed once
   (:mod:`veo3dl._tokens`), then the request is retried;
-* a stale cookie: :class:`~veo3dl.exceptions.LoginRequired`, never retried.
+* a stale cookie: :class:`~veo3dl.exceptions.LoginRequired`, never retried;
+* a request that cannot be made (too many redirects, a URL or header that
+  requests refuses): :class:`~veo3dl.exceptions.TransportError` at once,
+  saying what it was without quoting the request (:mod:`veo3dl._failures`).
 
 The client is thread-safe.  It holds a ``requests.Session``, so it must be
 created in the process that uses it (never carried across a fork).
@@ -17,17 +20,22 @@ created in the process that uses it (never carried across a fork).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import requests
-import urllib3.exceptions
 
 from veo3dl import _protocol as proto
 from veo3dl._credentials import Credentials
+from veo3dl._failures import (
+    TRANSIENT_ERRORS,
+    answer_error,
+    describe_request_failure,
+    read_json,
+    retryable,
+)
 from veo3dl._http import HostGate, LocalHostGate, ProxyTable, RetryPolicy, host_of, make_session
 from veo3dl._listing import Listing
 from veo3dl._logging import get_logger, protect_stdlib_loggers
@@ -44,7 +52,6 @@ from veo3dl.exceptions import (
     AuthError,
     ConfigError,
     LoginRequired,
-    NotFoundError,
     PaginationError,
     ProtocolError,
     RateLimited,
@@ -57,14 +64,6 @@ __all__ = ["FetchedMedia", "FlowClient", "MediaInfo"]
 T = TypeVar("T")
 _log = get_logger(__name__)
 _CHUNK = 256 * 1024
-_RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
-_TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-    urllib3.exceptions.HTTPError,
-)
 
 
 @attrs.frozen
@@ -177,11 +176,15 @@ class FlowClient:
         """Where this client gets its bearer tokens."""
         return self._tokens
 
-    def own_token_source(self) -> SessionTokenSource:
-        """A token source of this client's own: the given token, renewed from the cookie."""
+    def own_token_source(self, *, clock: Callable[[], float] = time.time) -> SessionTokenSource:
+        """A token source of this client's own: the given token, renewed from the cookie.
+
+        *clock* tells when a minted token is due for renewal (tests pass a fake one).
+        """
         return SessionTokenSource(
             initial=self._credentials.bearer_token,
             mint=self._mint_token if self._credentials.cookie else None,
+            clock=clock,
         )
 
     def close(self) -> None:
@@ -212,6 +215,7 @@ class FlowClient:
         last: Exception | None = None
         while failures < self.retry.attempts:
             self._gate.wait(host)
+            final = False
             try:
                 with self._session.get(
                     url,
@@ -224,17 +228,28 @@ class FlowClient:
                     if 200 <= status < 300:
                         return handle(response)
                     body = read_at_most(response, 65536)
-                    error = self._error_for(response, body, shown, item, role)
-            except _TRANSPORT_ERRORS as exc:
+                    error = answer_error(response, body, shown, item, role)
+            except TRANSIENT_ERRORS as exc:
                 error = TransportError(
                     f"{type(exc).__name__} from {host}",
                     url=shown,
                     item=item,
                     hint="check the network and run again",
                 )
+            except requests.RequestException as exc:
+                # The same request would fail the same way: give up at once.
+                error = TransportError(
+                    f"the request to {host} failed: {describe_request_failure(exc)}",
+                    url=shown,
+                    item=item,
+                    hint="check labs_url and api_url, and the credentials",
+                )
+                final = True
             except ProtocolError as exc:
                 error = exc
-            if not self._retryable(error):
+            # Raised here, outside the except blocks: a requests exception
+            # quoting the URL or a header must not ride along as __context__.
+            if final or not retryable(error):
                 raise error
             failures += 1
             last = error
@@ -252,44 +267,6 @@ class FlowClient:
         assert last is not None
         raise last
 
-    @staticmethod
-    def _retryable(error: Exception) -> bool:
-        if isinstance(error, (TransportError, ProtocolError, RateLimited)):
-            return not isinstance(error, PaginationError)
-        return isinstance(error, ApiError) and error.status in _RETRYABLE_STATUS
-
-    def _error_for(
-        self, response: requests.Response, body: bytes, shown: str, item: str | None, role: str
-    ) -> Exception:
-        status = response.status_code
-        google = proto.parse_google_error(body)
-        message = google.message or response.reason or "error"
-        context: dict[str, Any] = {
-            "status": status,
-            "google_status": google.status,
-            "reason": google.reason,
-            "url": shown,
-            "item": item,
-        }
-        if status == 429:
-            retry_after = proto.parse_retry_after(
-                response.headers.get("Retry-After"), now=time.time()
-            )
-            return RateLimited(f"rate limited: {message}", retry_after=retry_after, **context)
-        if status in (401, 403) and role == "labs":
-            return LoginRequired(
-                f"the Flow session refused the cookie (HTTP {status})", status=status, item=item
-            )
-        if status == 401:
-            return AuthError(
-                f"the api host refused the bearer token: {message}", status=status, item=item
-            )
-        if status == 404:
-            return NotFoundError(
-                f"not found on Flow: {message}", hint="it may have been deleted", **context
-            )
-        return ApiError(f"HTTP {status}: {message}", **context)
-
     # --------------------------------------------------------------- auth
 
     def _mint_token(self) -> proto.SessionToken:
@@ -298,7 +275,10 @@ class FlowClient:
             raise TokenExpired("no cookie to mint a bearer token")
         url = f"{self.labs_url}{proto.SESSION_PATH}"
         token = self._call(
-            url, {"Cookie": cookie}, lambda r: proto.parse_session(_json(r, url)), role="labs"
+            url,
+            {"Cookie": cookie},
+            lambda r: proto.parse_session(read_json(r, "session answer")),
+            role="labs",
         )
         self._log.info("bearer_token_minted", expires=str(token.expires))
         return token
@@ -342,7 +322,7 @@ class FlowClient:
         headers = {"Cookie": cookie, "content-type": "application/json"}
         try:
             return self._call(
-                url, headers, lambda r: proto.parse_listing(_json(r, "listing")), role="labs"
+                url, headers, lambda r: proto.parse_listing(read_json(r, "listing")), role="labs"
             )
         except ApiError as error:
             if cursor is not None and error.status == 400:
@@ -419,11 +399,3 @@ class FlowClient:
         if key is None:
             raise ConfigError("fetching media needs the API key", hint="set VEO3DL_API_KEY")
         return key
-
-
-def _json(response: requests.Response, where: str) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        kind = response.headers.get("Content-Type", "unknown type")
-        raise ProtocolError(f"answer is not JSON ({kind})", where=where) from None

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from veo3dl.exceptions import ConfigError
+
 __all__ = ["Credentials"]
 
 ENV_COOKIE = "VEO3DL_COOKIE"
@@ -23,10 +25,47 @@ def _present(value: str | None) -> str:
 
 
 def _clean(value: str | None) -> str | None:
-    if value is None:
-        return None
+    if not isinstance(value, str):
+        return value  # the validator names the field
     value = value.strip()
     return value or None
+
+
+# What each value may hold once stripped: it goes into an HTTP header (or the
+# query), where requests and http.client refuse anything else with an error
+# that quotes the whole value.  The cookie keeps inner spaces ("a=1; b=2").
+_VISIBLE_ASCII = frozenset(map(chr, range(0x21, 0x7F)))
+_COOKIE_CHARS = _VISIBLE_ASCII | {" "}
+_FIELDS = {
+    # field: (environment variable, the characters it may hold)
+    "cookie": (ENV_COOKIE, _COOKIE_CHARS),
+    "bearer_token": (ENV_BEARER_TOKEN, _VISIBLE_ASCII),
+    "api_key": (ENV_API_KEY, _VISIBLE_ASCII),
+}
+
+
+def _check(_instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    """Refuse a value that cannot be sent, naming the field but never quoting the value."""
+    if value is None:
+        return
+    env, allowed = _FIELDS[attribute.name]
+    name = f"{attribute.name} ({env})"
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {type(value).__name__}")
+    if set(value) <= allowed:
+        return
+    if "\n" in value or "\r" in value:
+        found = "a line break"
+    elif not value.isascii():
+        found = "a non-ASCII character (a curly quote or an ellipsis from copying?)"
+    elif " " in value:
+        found = "a space"
+    else:
+        found = "a control character"
+    raise ConfigError(
+        f"{name} holds {found}, which cannot be sent in an HTTP request",
+        hint=f"copy the value again from the browser, whole and on one line, into {env}",
+    )
 
 
 @attrs.frozen(repr=False)
@@ -38,11 +77,15 @@ class Credentials:
     is accepted too.  ``bearer_token`` is an access token (``ya29...``),
     optional when a cookie is given: one is minted from the session.
     ``api_key`` is the ``key=`` the web app sends to the api host.
+
+    Each is stripped of surrounding whitespace; one that still holds a line
+    break, a control or a non-ASCII character (spaces too, but for the
+    cookie) is refused with :class:`~veo3dl.ConfigError`.
     """
 
-    cookie: str | None = attrs.field(default=None, converter=_clean)
-    bearer_token: str | None = attrs.field(default=None, converter=_clean)
-    api_key: str | None = attrs.field(default=None, converter=_clean)
+    cookie: str | None = attrs.field(default=None, converter=_clean, validator=_check)
+    bearer_token: str | None = attrs.field(default=None, converter=_clean, validator=_check)
+    api_key: str | None = attrs.field(default=None, converter=_clean, validator=_check)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:

@@ -27,9 +27,19 @@ from urllib3.util.retry import Retry
 
 from veo3dl._version import __version__
 
-__all__ = ["HostGate", "LocalHostGate", "ProxyTable", "RetryPolicy", "host_of", "make_session"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "HostGate",
+    "LocalHostGate",
+    "ProxyTable",
+    "RetryPolicy",
+    "host_of",
+    "make_session",
+]
 
 USER_AGENT = f"veo3dl/{__version__}"
+# Flow's hosts answer directly; a chain longer than this is a loop or a trap.
+MAX_REDIRECTS = 5
 
 
 def make_session(pool_size: int = 10) -> requests.Session:
@@ -39,7 +49,7 @@ def make_session(pool_size: int = 10) -> requests.Session:
         total=None,
         connect=3,
         read=0,
-        redirect=5,
+        redirect=MAX_REDIRECTS,
         status=0,
         other=0,
         backoff_factor=0.2,
@@ -50,6 +60,7 @@ def make_session(pool_size: int = 10) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
+    session.max_redirects = MAX_REDIRECTS
     # requests re-reads proxy settings from the environment on every request
     # (half a millisecond each); ProxyTable reads them once per host instead.
     session.trust_env = False

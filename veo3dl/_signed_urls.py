@@ -7,16 +7,22 @@ request.  The body streams into a sink in fixed chunks; when the connection
 is cut, the next try asks for the rest with ``Range`` and ``If-Range`` (the
 file's validator), and starts over only if the server no longer has the same
 file.
+
+Redirects are followed by hand, at most :data:`~veo3dl._http.MAX_REDIRECTS`
+of them, and each target must pass the same checks as the signed URL itself
+(scheme, allowed host): left to requests, a redirect could lead anywhere.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from veo3dl._http import HostGate, ProxyTable, RetryPolicy, host_of
+from veo3dl._failures import TRANSIENT_ERRORS, describe_request_failure, retryable_status
+from veo3dl._http import MAX_REDIRECTS, HostGate, ProxyTable, RetryPolicy, host_of
 from veo3dl._logging import get_logger
 from veo3dl._protocol import parse_retry_after, signed_url_expires
 from veo3dl._redaction import redact_url, url_for_humans
@@ -38,12 +44,7 @@ _CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _XML_CODE = re.compile(rb"<Code>([A-Za-z]+)</Code>")
 _EXPIRY_MARGIN = 5.0
-_RETRYABLE = frozenset({408, 500, 502, 503, 504})
-_TRANSPORT = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
+_FRESH_URLS_HINT = "run a sync to get fresh URLs"
 
 
 class _Resume:
@@ -88,26 +89,36 @@ class SignedUrlDownloader:
         failures = 0
         while True:
             self._gate.wait(host)
+            final = False
             try:
                 if self._try_once(url, sink, resume, item):
                     return sink.size
                 error: Exception = TransportError(
                     "the file's body ended early", url=url_for_humans(url), item=item
                 )
-            except _TRANSPORT as exc:
+            except TRANSIENT_ERRORS as exc:
                 error = TransportError(
                     f"{type(exc).__name__} while fetching the file",
                     url=url_for_humans(url),
                     item=item,
                 )
+            except requests.RequestException as exc:
+                # Not a passing fault: the same request would fail the same way.
+                error = DownloadError(
+                    f"the file could not be requested: {describe_request_failure(exc)}",
+                    item=item,
+                    hint=_FRESH_URLS_HINT,
+                )
+                final = True
             except RateLimited as exc:
                 error = exc
             except ApiError as exc:
-                if exc.status not in _RETRYABLE:
-                    raise
                 error = exc
+                final = not retryable_status(exc.status)
+            # Raised here, outside the except blocks: a requests exception
+            # quoting the signed URL must not ride along as __context__.
             failures += 1
-            if failures >= self._retry.attempts:
+            if final or failures >= self._retry.attempts:
                 raise error
             if isinstance(error, RateLimited):
                 self._gate.pause(host, self._retry.retry_after(error.retry_after, failures))
@@ -118,36 +129,80 @@ class SignedUrlDownloader:
             _log.info("file_retry", item=item, error=str(error), have=sink.size, failures=failures)
 
     def _try_once(self, url: str, sink: Sink, resume: _Resume, item: str | None) -> bool:
-        """One request; True when the whole file is in *sink*."""
+        """One try, redirects followed; True when the whole file is in *sink*."""
         headers = {"Accept-Encoding": "identity"}
         resuming = sink.size > 0 and resume.validator is not None
         if resuming:
             assert resume.validator is not None
             headers["Range"] = f"bytes={sink.size}-"
             headers["If-Range"] = resume.validator
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            with self._send(current, headers) as response:
+                location = self._session.get_redirect_target(response)
+                if location is None:
+                    return self._receive(response, current, sink, resume, item, resuming=resuming)
+            current = self._next_hop(current, location, item)
+        raise DownloadError(
+            f"the file server redirected more than {MAX_REDIRECTS} times",
+            item=item,
+            hint=_FRESH_URLS_HINT,
+        )
+
+    def _send(self, url: str, headers: dict[str, str]) -> requests.Response:
         prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
         prepared.url = url  # verbatim: requests would re-quote it
-        proxies = self._proxies.for_url(url)
-        with self._session.send(
-            prepared, stream=True, timeout=self._timeout, proxies=proxies
-        ) as response:
-            status = response.status_code
-            if status == 206 and resuming:
-                resume.total = self._check_range(response, sink.size)
-                if resume.total is None:
-                    sink.reset()
-                    resume.validator = None
-                    return False
-            elif status == 200:
-                if sink.size:
-                    sink.reset()  # the server sent the whole file again
-                resume.total = _int_header(response, "Content-Length")
-                resume.validator = _validator(response)
-            else:
-                raise self._error(response, url, item)
-            for chunk in response.iter_content(_CHUNK):
-                sink.write(chunk)
-            return resume.total is None or sink.size == resume.total
+        return self._session.send(
+            prepared,
+            stream=True,
+            timeout=self._timeout,
+            proxies=self._proxies.for_url(url),
+            allow_redirects=False,
+        )
+
+    def _next_hop(self, current: str, location: str, item: str | None) -> str:
+        """Where a redirect from *current* leads, if that place may be fetched."""
+        target: str | None
+        try:
+            # An absolute target is used verbatim, like the signed URL itself.
+            target = location if urlsplit(location).scheme else urljoin(current, location)
+        except ValueError:
+            target = None
+        if target is None:
+            raise DownloadError(
+                "refusing a malformed redirect target", item=item, hint=_FRESH_URLS_HINT
+            )
+        check_file_url(target, self.allowed_hosts, item=item, what="redirect target")
+        return target
+
+    def _receive(
+        self,
+        response: requests.Response,
+        url: str,
+        sink: Sink,
+        resume: _Resume,
+        item: str | None,
+        *,
+        resuming: bool,
+    ) -> bool:
+        """Take a final (non-redirect) answer into *sink*; True when the file is whole."""
+        status = response.status_code
+        if status == 206 and resuming:
+            resume.total = self._check_range(response, sink.size)
+            if resume.total is None:
+                sink.reset()
+                resume.validator = None
+                return False
+        elif status == 200:
+            if sink.size:
+                sink.reset()  # the server sent the whole file again
+            resume.total = _int_header(response, "Content-Length")
+            resume.validator = _validator(response)
+        else:
+            raise self._error(response, url, item)
+        for chunk in response.iter_content(_CHUNK):
+            sink.write(chunk)
+        return resume.total is None or sink.size == resume.total
 
     @staticmethod
     def _check_range(response: requests.Response, have: int) -> int | None:
@@ -174,14 +229,14 @@ class SignedUrlDownloader:
             return NotFoundError(
                 "the file server has no such file", status=404, url=shown, item=item
             )
-        if status in _RETRYABLE:
+        if retryable_status(status):
             return ApiError(
                 f"file server answered HTTP {status}", status=status, url=shown, item=item
             )
         return DownloadError(
             f"the file server refused the signed URL (HTTP {status}{', ' + code if code else ''})",
             item=item,
-            hint="run a sync to get fresh URLs",
+            hint=_FRESH_URLS_HINT,
         )
 
 

@@ -5,6 +5,11 @@ request was refused.  ``refresh(stale)`` names the token that failed, so of
 many threads refused at once only the first one renews; the rest get the new
 token it fetched (single flight).  Worker processes use a source backed by
 the parent's coordinator so that a batch renews once, not once per worker.
+
+Renewing ahead of expiry is a convenience: when it fails (the session host
+answers 503, say), the token still in hand is good until it expires, so the
+failure is logged and the request goes on with it.  Only a renewal that is
+needed, because the token has expired or was refused, fails the request.
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from veo3dl._logging import get_logger
 from veo3dl._protocol import SessionToken
-from veo3dl.exceptions import LoginRequired, TokenExpired
+from veo3dl.exceptions import LoginRequired, TokenExpired, Veo3dlError
 
 __all__ = ["SessionTokenSource", "TokenSource"]
 
+_log = get_logger(__name__)
 _NO_COOKIE_HINT = "set VEO3DL_COOKIE so veo3dl can renew it, or give a fresh VEO3DL_BEARER_TOKEN"
+# After a failed early renewal, the next try waits this share of the time
+# the token has left: a few more tries before it expires, not one per request.
+_EARLY_RETRY_SHARE = 0.5
 
 
 class TokenSource(Protocol):
@@ -39,6 +49,9 @@ class SessionTokenSource:
     until refused).  Without *mint* (no cookie), a refused token is final:
     :class:`TokenExpired`.  A minted token is renewed *margin* seconds before
     its ``expires``, or at a tenth of its lifetime when that is shorter.
+    If that early renewal fails, the current token is used until it expires
+    (a warning is logged, and renewal is tried again later); once it has
+    expired, a failed renewal is raised.
     """
 
     def __init__(
@@ -52,6 +65,7 @@ class SessionTokenSource:
         self._lock = threading.Lock()
         self._token = initial
         self._renew_at: float | None = None
+        self._expires_at: float | None = None
         self._mint = mint
         self._margin = margin
         self._clock = clock
@@ -75,7 +89,27 @@ class SessionTokenSource:
                 raise TokenExpired(
                     "no bearer token and no cookie to mint one", hint=_NO_COOKIE_HINT
                 )
+            if self._token is None or self._expires_at is None:
+                return self._mint_locked()
+            return self._renew_early_locked(self._token, self._expires_at)
+
+    def _renew_early_locked(self, current: str, expires_at: float) -> str:
+        """Renew a token that is due; keep *current* if that fails before it expires."""
+        try:
             return self._mint_locked()
+        except Veo3dlError as error:
+            now = self._clock()
+            if now >= expires_at:
+                raise
+            left = expires_at - now
+            self._renew_at = now + left * _EARLY_RETRY_SHARE
+            _log.warning(
+                "bearer_token_renewal_failed",
+                error=str(error),
+                seconds_left=round(left, 1),
+                note="the current token is used until it expires",
+            )
+            return current
 
     def refresh(self, stale: str) -> str:
         """Renew after *stale* was refused, unless another thread already did."""
@@ -101,10 +135,11 @@ class SessionTokenSource:
         self.mints += 1
         self._token = minted.access_token
         if minted.expires is None:
-            self._renew_at = None
+            self._renew_at = self._expires_at = None
         else:
             expires = minted.expires.timestamp()
             now = self._clock()
             lead = min(self._margin, max(expires - now, 0.0) / 10)
             self._renew_at = expires - lead
+            self._expires_at = expires
         return self._token

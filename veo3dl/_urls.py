@@ -52,27 +52,41 @@ def check_base_url(url: str, what: str) -> str:
     return text
 
 
-def check_file_url(url: str, allowed_hosts: frozenset[str], *, item: str | None = None) -> None:
+def check_file_url(
+    url: str, allowed_hosts: frozenset[str], *, item: str | None = None, what: str = "file URL"
+) -> None:
     """Refuse a signed URL with a foreign scheme or a host off the allow-list.
 
     Plain ``http`` is accepted for loopback hosts only (the bundled emulator).
+    *what* names the URL in the message (a redirect's target is checked too).
+    The :class:`~veo3dl.DownloadError` names *item*, never the URL's query.
     """
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
+        # A port out of range raises here; left to requests, its error would
+        # quote the whole URL, Signature included.
+        parts.port  # noqa: B018
     except ValueError:
-        raise DownloadError("refusing a malformed file URL", item=item) from None
+        parts = None
+    # Raised outside the except block, so no chained error quotes the URL.
+    if parts is None or parts.username is not None:
+        raise DownloadError(
+            f"refusing a malformed {what} (bad host, port or user part)",
+            item=item,
+            hint="run a sync to get fresh URLs",
+        )
     if parts.scheme not in ("https", "http") or (
         parts.scheme == "http" and host not in LOOPBACK_HOSTS
     ):
         raise DownloadError(
-            f"refusing file URL with scheme {parts.scheme or '(none)'!r}",
+            f"refusing {what} with scheme {parts.scheme or '(none)'!r}",
             item=item,
             hint="only https URLs from the allowed hosts are fetched",
         )
     if host not in allowed_hosts:
         raise DownloadError(
-            f"refusing file URL on unexpected host {host!r}",
+            f"refusing {what} on unexpected host {host!r}",
             item=item,
             hint="add it to allowed_file_hosts if you trust it",
         )
