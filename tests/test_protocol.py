@@ -265,6 +265,12 @@ def test_session_parsing() -> None:
         proto.parse_session({})
 
 
+@pytest.mark.parametrize("token", ["ya29.a\r\nX-Evil: 1", "ya29 a", "ya29.\u00e9"])
+def test_a_session_token_a_header_cannot_carry_is_refused(token: str) -> None:
+    with pytest.raises(ProtocolError, match="header"):
+        proto.parse_session({"access_token": token, "user": {}})
+
+
 def test_google_error() -> None:
     body = json.dumps(
         {

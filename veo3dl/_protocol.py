@@ -235,6 +235,9 @@ def parse_session(payload: object) -> SessionToken:
         if "user" not in payload or payload.get("error"):
             raise LoginRequired("the Flow session holds no access token (signed out?)")
         raise ProtocolError("missing access_token", where=where)
+    if not token.isascii() or not token.isprintable() or " " in token:
+        # It goes into an Authorization header: a line break would split it.
+        raise ProtocolError("access_token holds characters a header cannot carry", where=where)
     expires_raw = payload.get("expires")
     expires = parse_time(expires_raw, where) if isinstance(expires_raw, str) else None
     return SessionToken(access_token=token, expires=expires)
