@@ -479,10 +479,12 @@ def test_a_dead_workers_stale_event_cannot_freeze_the_supervisor() -> None:
         watch = select.poll()
         watch.register(worker.result_fd, select.POLLIN)
         watch.register(worker.sentinel, select.POLLIN)
-        with supervisor.lock:  # (white box) keep the supervisor off select() meanwhile
-            os.write(supervisor._wake_w, b"\0")
+        read_end, write_end = supervisor._wake.fds()
+        # (white box) keep the supervisor off select() meanwhile: drain() blocks on this lock
+        with supervisor._wake._lock:
+            os.write(write_end, b"\0")
             poll(
-                lambda: not select.select([supervisor._wake_r], [], [], 0)[0],
+                lambda: not select.select([read_end], [], [], 0)[0],
                 what="the supervisor to take the wake-up",
             )
             for fd in hole:  # the program closes two files...
@@ -524,10 +526,12 @@ def _kill_a_worker_with_a_half_written_job(
         watch.register(worker.job_fd, select.POLLOUT)
         watch.register(worker.result_fd, select.POLLIN)
         watch.register(worker.sentinel, select.POLLIN)
-        with supervisor.lock:
-            os.write(supervisor._wake_w, b"\0")
+        wake = supervisor._wake
+        read_end, write_end = wake.fds()
+        with wake._lock:  # drain() clears the flag under it: the supervisor blocks there
+            os.write(write_end, b"\0")
             poll(
-                lambda: not select.select([supervisor._wake_r], [], [], 0)[0],
+                lambda: not select.select([read_end], [], [], 0)[0],
                 what="the supervisor to take the wake-up",
             )
             os.kill(pid, signal.SIGKILL)

@@ -7,17 +7,16 @@ timeout.  Around it, the supervisor dispatches queued jobs (by the rules of
 :mod:`veo3dl._dispatch`), records each job's worker, attempts and start
 time, turns ``DONE`` events into completed futures (on the
 :class:`~veo3dl._completer.Completer`'s thread), replaces dead workers and
-re-runs their jobs, kills jobs past ``job_timeout`` and workers that stopped
+re-runs their jobs (by the rules of :mod:`veo3dl._casualties`), kills jobs
+past ``job_timeout`` and workers that stopped
 answering, and gives up on a crash loop.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import pickle
 import selectors
-import signal
 import threading
 import time
 import traceback
@@ -26,9 +25,11 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from veo3dl import _wire
+from veo3dl._casualties import deadlines, salvage, wedged
 from veo3dl._completer import Completer, Completion, RemoteTraceback
 from veo3dl._dispatch import capacity, plan_dispatch, reclaimable
 from veo3dl._logging import get_logger
+from veo3dl._wakeup import WakePipe
 from veo3dl._worker_handle import JobRecord, WorkerHandle
 from veo3dl.exceptions import (
     HandlerError,
@@ -36,7 +37,6 @@ from veo3dl.exceptions import (
     PoolBroken,
     PoolClosed,
     PoolError,
-    WorkerCrashed,
 )
 
 __all__ = ["Settings", "Supervisor"]
@@ -88,13 +88,9 @@ class Supervisor:
         self.running = 0
         self._on_exit_hook = on_exit
         self._workers: list[WorkerHandle] = []
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._wake_pending = False
-        self._closed = False
+        self._wake = WakePipe()
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        self._selector.register(self._wake.fileno(), selectors.EVENT_READ, ("wake", None))
         self._completions: list[Completion] = []
         self.completer = Completer()
         self._avg_duration: float | None = None
@@ -111,15 +107,7 @@ class Supervisor:
 
     def wake(self) -> None:
         """Make the supervisor look at its queue and flags (cheap when repeated)."""
-        with self.lock:
-            # Once closed, the pipe's fd number may belong to another file.
-            if self._wake_pending or self._closed:
-                return
-            self._wake_pending = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except OSError:
-                pass  # full: the supervisor is awake anyway
+        self._wake.wake()
 
     def enqueue(self, record: JobRecord) -> None:
         """Queue a submitted job (the caller holds no lock)."""
@@ -148,10 +136,7 @@ class Supervisor:
                 self._fail_everything(PoolClosed("the pool was terminated"))
             self._shut_workers()
             self._selector.close()
-            with self.lock:
-                self._closed = True
-                os.close(self._wake_r)
-                os.close(self._wake_w)
+            self._wake.close()
             self._flush_completions()
             self.completer.close(timeout=5.0)
             self._on_exit_hook()
@@ -168,7 +153,7 @@ class Supervisor:
             if worker is not None and worker.exited:
                 continue
             if kind == "wake":
-                self._drain_wake()
+                self._wake.drain()
             elif kind == "result":
                 self._read(worker)
             elif kind == "exit":
@@ -181,38 +166,11 @@ class Supervisor:
         return not self._finished()
 
     def _timeout(self) -> float | None:
-        deadlines = [w.kill_at for w in self._workers if w.kill_at is not None]
-        timeout = self.settings.job_timeout
-        if timeout is not None:
-            for worker in self._workers:
-                started = [
-                    r.started
-                    for r in worker.held.values()
-                    if r.started is not None and not r.timed_out
-                ]
-                if started:
-                    deadlines.append(min(started) + timeout)
-                elif worker.held and worker.kill_at is None:
-                    oldest = min(r.dispatched for r in worker.held.values())
-                    deadlines.append(max(oldest, worker.last_heard) + timeout)
-        for deadline in (self._stop_deadline, self._next_reclaim):
-            if deadline is not None:
-                deadlines.append(deadline)
-        if not deadlines:
+        found = deadlines(self._workers, self.settings.job_timeout)
+        found += [d for d in (self._stop_deadline, self._next_reclaim) if d is not None]
+        if not found:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
-
-    def _drain_wake(self) -> None:
-        # Empty the pipe *before* clearing the flag: cleared first, a wake-up
-        # written in between would be read here and the flag left set, and
-        # every later wake() would skip its write.
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        with self.lock:
-            self._wake_pending = False
+        return max(0.0, min(found) - time.monotonic())
 
     # ----------------------------------------------------------- dispatch
 
@@ -381,46 +339,17 @@ class Supervisor:
 
     def _salvage(self, worker: WorkerHandle, exitcode: int | None) -> list[JobRecord]:
         """Decide the fate of a dead worker's jobs; return those to run again."""
-        started = [r for r in worker.held.values() if r.started is not None and not r.timed_out]
-        self.running -= len(started)
-        requeue: list[JobRecord] = []
-        for record in worker.held.values():
-            if record.timed_out:
-                continue
-            if record.started is not None:
-                if worker.killed_for_timeout:
-                    record.attempts -= 1  # killed for another job's timeout: not its fault
-                elif len(started) > 1:
-                    # Several jobs died together: none is known guilty, none is
-                    # charged, and each runs alone next (see _dispatch).
-                    record.attempts -= 1
-                    record.suspect = True
-                else:
-                    record.suspect = True
-                    if record.attempts >= self.settings.max_attempts:
-                        self._complete(record, False, self._crash_error(record, exitcode))
-                        continue
-            record.started = None
-            record.reclaiming = False
-            requeue.append(record)
-        worker.held.clear()
-        return requeue
-
-    def _crash_error(self, record: JobRecord, exitcode: int | None) -> WorkerCrashed:
-        signal_name = None
-        if exitcode is not None and exitcode < 0:
-            try:
-                signal_name = signal.Signals(-exitcode).name
-            except ValueError:
-                signal_name = f"signal {-exitcode}"
-        how = signal_name or f"exit code {exitcode}"
-        return WorkerCrashed(
-            f"the worker running this job died ({how}) on each of {record.attempts} attempts",
+        fate = salvage(
+            worker.held.values(),
+            killed_for_timeout=worker.killed_for_timeout,
+            max_attempts=self.settings.max_attempts,
             exitcode=exitcode,
-            signal_name=signal_name,
-            attempts=record.attempts,
-            item=record.label,
         )
+        worker.held.clear()
+        self.running -= fate.were_running
+        for record, error in fate.failed:
+            self._complete(record, False, error)
+        return fate.requeue
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
@@ -444,7 +373,7 @@ class Supervisor:
                     )
                     self._complete(record, False, error)
                     worker.begin_kill(self.settings.kill_grace)
-            if self._wedged(worker, now, timeout):
+            if wedged(worker, now, timeout):
                 # Jobs were sent, none started, nothing heard: stopped or stuck.
                 _log.warning("worker_unresponsive", pid=worker.pid, waiting=len(worker.held))
                 worker.kill()
@@ -452,22 +381,13 @@ class Supervisor:
             for worker in self._workers:
                 worker.kill()
 
-    @staticmethod
-    def _wedged(worker: WorkerHandle, now: float, timeout: float) -> bool:
-        if not worker.held or worker.kill_at is not None:
-            return False
-        if any(r.started is not None for r in worker.held.values()):
-            return False
-        oldest = min(r.dispatched for r in worker.held.values())
-        return now - max(oldest, worker.last_heard) >= timeout
-
     # ------------------------------------------------------- starting, ending
 
     def _spawn(self) -> None:
         self._numbering += 1
         inherited: list[int] = []
         if self.settings.context.get_start_method() == "fork":
-            inherited = [fd for w in self._workers for fd in w.fds()] + [self._wake_r, self._wake_w]
+            inherited = [fd for w in self._workers for fd in w.fds()] + self._wake.fds()
         worker = WorkerHandle(
             self.settings.context,
             self._numbering,
