@@ -141,7 +141,10 @@ def test_some_items_failed_exit_1_and_listed(flow: FlowEmulator, tmp_path: Path)
     assert code == 1
     assert f"FAILED {broken}: NotFoundError" in err and "41 items" in out
     code, out, err = run(["download", "--db", str(db), "--profile", "me"], env)
-    assert code == 0 and "1 failed before (use --retry-failed)" in out
+    # Not downloaded, and not tried: not a success either.
+    assert code == 1 and "1 failed before (use --retry-failed)" in out
+    assert "1 item failed in an earlier run and was not tried again" in err
+    assert "--retry-failed" in err and "FAILED" not in err
     assert run(["download", "--db", str(db), "--profile", "me", "--retry-failed"], env)[0] == 1
 
 
@@ -205,6 +208,7 @@ def test_demo_twice(tmp_path: Path) -> None:
     assert code == 0, out + err
     assert "downloaded  42 items" in out
     assert "503 from the API" in out and "429" in out and "renewed" in out
+    assert "(s)" not in out and not re.search(r"(?<![\d.])1 items\b", out)
     assert "42 of 42 items recorded" in out
     code, out, _ = run(["demo", "--dir", str(tmp_path / "demo")])
     assert code == 0
@@ -306,3 +310,224 @@ def test_failed_lines_name_the_item_once(flow: FlowEmulator, tmp_path: Path) -> 
     _, _, err = run(["download", "--db", str(db), "--profile", "me"], env)
     [line] = [line for line in err.splitlines() if line.startswith("FAILED")]
     assert line.count(broken) == 1
+
+
+# ------------------------------------------------- review findings: exit codes and messages
+
+
+def synced_and_downloaded(flow: FlowEmulator, tmp_path: Path, *names: str) -> Path:
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    only = ["--names", ",".join(names)] if names else []
+    code, _, err = run(
+        ["download", "--db", str(db), "--profile", "me", "--workers", "1", *only], env
+    )
+    assert code == 0, err
+    return db
+
+
+def test_emulator_on_a_port_in_use_is_one_line_exit_2() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if port > 65533:
+            pytest.skip("the kernel handed out a port too high for --port")
+        code, out, err = run(["emulator", "--port", str(port)])
+    assert code == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert f"ports {port}-{port + 2}" in err and "--port" in err and "in use" in err
+    assert "export" not in out
+
+
+def test_download_without_a_catalogue_is_exit_2_and_creates_nothing(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "none.db"
+    code, _, err = run(["download", "--db", str(db), "--profile", "me"], env_for(flow))
+    assert code == 2, err
+    assert "no catalogue at" in err and "veo3dl sync" in err and err.count("\n") == 1
+    assert not db.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_download_of_an_unknown_profile_is_exit_2(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    code, out, err = run(["download", "--db", str(db), "--profile", "you"], env)
+    assert code == 2, err
+    assert "no items for profile 'you'" in err and "it holds 'me'" in err
+    assert "veo3dl sync" in err and "--profile you" in err and err.count("\n") == 1
+    assert "downloaded" not in out
+    assert not (tmp_path / "media").exists()
+
+
+def test_items_another_run_is_downloading_are_counted_and_exit_0(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    import time
+
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    held = [item.name for item in flow.items[:2]]
+    with ImageStore(db) as store:  # as another machine's run would hold them
+        store.db.conn.executemany(
+            "UPDATE veo3_image_generations SET claimed_by = ?, claim_expires = ? WHERE name = ?",
+            [("elsewhere:1:-:0123abcd", time.time() + 600, name) for name in held],
+        )
+        store.db.conn.commit()
+    code, out, err = run(["download", "--db", str(db), "--profile", "me", "--workers", "1"], env)
+    assert code == 0, err
+    assert "downloaded 40 items" in out and "2 being downloaded by another run" in out
+    code, out, _ = run(["download", "--db", str(db), "--profile", "me", "--help"])
+    assert "another run" in " ".join(out.split())
+
+
+def test_a_wrong_api_key_is_a_configuration_error(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = tmp_path / "cat.db"
+    env = env_for(flow)
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    wrong = env_for(flow, VEO3DL_API_KEY="AIza" + "x" * 35)
+    code, out, err = run(["download", "--db", str(db), "--profile", "me", "--workers", "1"], wrong)
+    assert code == 2, err
+    assert "VEO3DL_API_KEY" in err and "refused the API key" in err
+    assert "FAILED" not in err  # one line for the cause, not one per item
+    assert [line for line in err.splitlines() if line.startswith("veo3dl:")] == [
+        line for line in err.splitlines() if "VEO3DL_API_KEY" in line
+    ]
+    without_url = [i for i in flow.items if not i.fife_in_listing]
+    assert f"({len(without_url)} items not downloaded)" in err
+    assert (
+        f"downloaded {len(flow.items) - len(without_url)} items" in out
+    )  # signed URLs need no key
+    # Fixed, the items left behind come with --retry-failed.
+    code, out, err = run(["download", "--db", str(db), "--profile", "me", "--retry-failed"], env)
+    assert code == 0, err
+    assert f"downloaded {len(without_url)} items" in out
+
+
+def test_one_item_needs_a_fresh_login_singular(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = tmp_path / "cat.db"
+    env = env_for(flow, VEO3DL_BEARER_TOKEN="")
+    assert run(["sync", "--db", str(db), "--profile", "me"], env)[0] == 0
+    flow.stale_cookie = True
+    [first, *_] = [i.name for i in flow.items if not i.fife_in_listing]
+    code, out, err = run(["download", "--db", str(db), "--profile", "me", "--names", first], env)
+    assert code == 3, err
+    assert "1 item needs a fresh login" in err and "downloaded 0 items" in out
+
+
+def test_reporting_commands_never_change_the_catalogue(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = synced_and_downloaded(flow, tmp_path, flow.items[0].name)
+    with ImageStore(db) as store:
+        store.db.execute("PRAGMA journal_mode = DELETE")  # as a copy, or an older tool, leaves it
+    content = db.read_bytes()
+    assert run(["status", "--db", str(db), "--profile", "me"])[0] == 0
+    assert (
+        run(["gallery", "--db", str(db), "--profile", "me", "--out", str(tmp_path / "g.html")])[0]
+        == 0
+    )
+    assert db.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.db", "g.html", "media"]
+
+
+def test_status_and_gallery_of_a_seed_database_report_without_upgrading_it(
+    tmp_path: Path,
+) -> None:
+    from test_store import build_seed_database
+
+    db = tmp_path / "seed.db"
+    build_seed_database(db)
+    content = db.read_bytes()
+    code, out, err = run(["status", "--db", str(db), "--profile", "default"])
+    assert code == 0, err
+    assert re.search(r"\b18\s+6\s+12\s+0\s+0\b", out), out  # duplicates merged, as sync will
+    assert "older format" in err and "veo3dl sync" in err and "not changed" in err
+    page = tmp_path / "g.html"
+    code, _, err = run(["gallery", "--db", str(db), "--profile", "default", "--out", str(page)])
+    assert code == 2  # the seed's absolute paths point at files that are not on this machine
+    assert "/home/u/Pictures/flow" in err and not page.exists()
+    assert db.read_bytes() == content
+
+
+@pytest.mark.parametrize("command", ["status", "gallery", "sync"])
+def test_another_programs_database_is_refused_and_untouched(
+    flow: FlowEmulator, tmp_path: Path, command: str
+) -> None:
+    from test_store import build_foreign_database
+
+    db = tmp_path / "app.db"
+    content = build_foreign_database(db)
+    args = [command, "--db", str(db), "--profile", "me"]
+    if command == "gallery":
+        args += ["--out", str(tmp_path / "g.html")]
+    code, _, err = run(args, env_for(flow))
+    assert code == 2, err
+    assert "not a veo3dl catalogue" in err and "notes" in err and str(db) in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert db.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_status_of_an_empty_database_says_to_sync_first(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    code, _, err = run(["status", "--db", str(db), "--profile", "me"])
+    assert code == 2 and "no catalogue in it yet" in err and "veo3dl sync" in err
+    assert db.read_bytes() == b""
+
+
+def test_gallery_with_a_wrong_dest_is_exit_2_naming_the_right_one(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    db = synced_and_downloaded(flow, tmp_path, flow.items[0].name, flow.items[1].name)
+    page = tmp_path / "g.html"
+    wrong = tmp_path / "elsewhere"
+    code, out, err = run(
+        ["gallery", "--db", str(db), "--profile", "me", "--out", str(page), "--dest", str(wrong)]
+    )
+    assert code == 2, err
+    assert str(wrong) in err and f"--dest {tmp_path / 'media'}" in err and err.count("\n") == 1
+    assert not page.exists() and "wrote" not in out
+    # Some files gone: the page shows the others, and says so.
+    first = next((tmp_path / "media").rglob("*.*"))
+    first.rename(tmp_path / first.name)
+    code, out, err = run(["gallery", "--db", str(db), "--profile", "me", "--out", str(page)])
+    assert code == 0 and "with 1 item" in out
+    assert "1 of 2 downloaded files are not under" in err
+    page.unlink()
+    # Nowhere to be found: say what to pass.
+    (tmp_path / "media").rename(tmp_path / "moved")
+    code, _, err = run(["gallery", "--db", str(db), "--profile", "me", "--out", str(page)])
+    assert code == 2 and "pass --dest the folder" in err and not page.exists()
+
+
+def test_gallery_of_an_unknown_profile_is_exit_2(flow: FlowEmulator, tmp_path: Path) -> None:
+    db = synced_and_downloaded(flow, tmp_path, flow.items[0].name)
+    page = tmp_path / "g.html"
+    code, _, err = run(["gallery", "--db", str(db), "--profile", "you", "--out", str(page)])
+    assert code == 2 and "no items for profile 'you'" in err and not page.exists()
+
+
+def test_demo_options_are_documented() -> None:
+    code, out, _ = run(["demo", "--help"])
+    assert code == 0
+    text = " ".join(out.split())
+    assert "Folder for the demo" in text
+    assert "Worker processes." in text and "Downloads at once per worker." in text
+
+
+def test_demo_summary_counts_in_words() -> None:
+    from veo3dl._cli_reports import counted
+    from veo3dl._demo import _times
+
+    assert (counted(1, "item"), counted(0, "item"), counted(2, "item")) == (
+        "1 item",
+        "0 items",
+        "2 items",
+    )
+    assert (_times(1), _times(2), _times(5)) == ("once", "twice", "5 times")

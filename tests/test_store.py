@@ -264,3 +264,132 @@ def test_seed_names_with_inner_line_breaks_match_the_clean_names(tmp_path: Path)
         assert (counts.inserted, counts.updated) == (0, 1)
         [row] = store.items("p")
         assert row.name == "CAMaFirstPartSecondPart" and row.local_path == "/old/file.png"
+
+
+# ----------------------------------------------- what opening reports, and refuses
+
+
+def test_locked_database_is_reported_as_locked_not_as_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path)
+    holder.execute("CREATE TABLE t (x)")
+    holder.commit()
+    holder.execute("BEGIN EXCLUSIVE")  # another program (the seed app, say) holds it
+    try:
+        with pytest.raises(StorageError) as info:
+            ImageStore(path, timeout=0.1)
+    finally:
+        holder.rollback()
+        holder.close()
+    text = str(info.value)
+    assert "not a SQLite database" not in text
+    assert "locked" in text and str(path) in text and "again" in text
+    assert info.value.path == str(path)
+
+
+def test_unopenable_database_reports_the_real_cause_and_stays_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "cat.db"
+    with ImageStore(path) as store, store.transaction():
+        store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+    content = path.read_bytes()
+    # SQLite cannot open the write-ahead log beside a WAL database (as on a
+    # read-only folder, or one the user may not write to).
+    (tmp_path / "cat.db-wal").mkdir()
+    with pytest.raises(StorageError) as info:
+        ImageStore(path)
+    text = str(info.value)
+    assert "not a SQLite database" not in text
+    assert "unable to open" in text and str(path) in text
+    assert "permission" in text or "writable" in text
+    assert path.read_bytes() == content
+    (tmp_path / "cat.db-wal").rmdir()
+    with ImageStore(path) as store:
+        assert [i.name for i in store.items("p")] == ["CAMa001"]
+
+
+def build_foreign_database(path: Path) -> bytes:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    conn.execute("INSERT INTO notes (text) VALUES ('mine')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    content = build_foreign_database(path)
+    with pytest.raises(StorageError, match="not a veo3dl catalogue") as info:
+        ImageStore(path)
+    assert "notes" in str(info.value) and str(path) in str(info.value)
+    assert path.read_bytes() == content
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+    conn.close()
+
+
+def test_seed_database_with_other_tables_is_still_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "seed.db"
+    build_seed_database(path)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE settings (key TEXT, value TEXT)")
+    conn.commit()
+    conn.close()
+    with ImageStore(path) as store:
+        assert store.migration.adopted_seed_table and len(store.items("default")) == 18
+
+
+# ------------------------------------------------------------------ read-only
+
+
+def test_read_only_reports_a_seed_database_without_changing_it(tmp_path: Path) -> None:
+    path = tmp_path / "seed.db"
+    build_seed_database(path)
+    content = path.read_bytes()
+    with ImageStore(path, read_only=True) as store:
+        assert store.read_only
+        assert store.migration.from_version == 0 and store.migration.merged_duplicates == 72
+        assert store.counts("default").items == 18  # as a sync would see it, duplicates merged
+        assert len(store.items("default")) == 18
+        with pytest.raises(StorageError, match="read-only"), store.transaction():
+            pass
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed.db"]
+
+
+def test_read_only_current_catalogue_keeps_its_journal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "cat.db"
+    with ImageStore(path) as store:
+        with store.transaction():
+            store.upsert_items("p", [item(1), item(2)], sync_id="s", synced_at="t")
+        store.db.execute("PRAGMA journal_mode = DELETE")
+    content = path.read_bytes()
+    with ImageStore(path, read_only=True) as store:
+        assert not store.migration.migrated
+        assert store.counts("p").items == 2
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("kind", ["foreign", "empty", "missing", "newer"])
+def test_read_only_refuses_what_it_cannot_report(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "x.db"
+    if kind == "foreign":
+        build_foreign_database(path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "newer":
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+    before = path.read_bytes() if path.exists() else None
+    expected = {
+        "foreign": "not a veo3dl catalogue",
+        "empty": "no catalogue in it yet",
+        "missing": "no catalogue at",
+        "newer": "newer",
+    }[kind]
+    with pytest.raises(StorageError, match=expected) as info:
+        ImageStore(path, read_only=True)
+    assert str(path) in str(info.value)
+    assert (path.read_bytes() if path.exists() else None) == before

@@ -1,9 +1,10 @@
 """The ``veo3dl`` command.
 
-Exit codes (sync and download): 0 all done; 1 some items failed (listed);
-2 a usage or configuration error (one line, no traceback); 3 the service
-refused the credentials (a stale cookie: log in again).  ``status`` exits 0
-whenever it could read the catalogue.
+Exit codes (sync and download): 0 all done; 1 some items failed (listed),
+or were left alone because they failed before; 2 a usage or configuration
+error (one line, no traceback); 3 the service refused the credentials (a
+stale cookie: log in again).  ``status`` exits 0 whenever it could read the
+catalogue.  ``status`` and ``gallery`` open the catalogue read-only.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import click
 
+from veo3dl._cli_reports import (
+    counted,
+    download_exit_code,
+    download_summary,
+    open_for_report,
+    require_profile,
+)
 from veo3dl._cli_support import (
-    AUTH_KINDS,
     CLICK_CONTEXT,
-    EXIT_AUTH,
-    EXIT_FAILED,
-    LOGIN_HINT,
     ClientOptions,
     cli_errors,
     client_options,
@@ -30,10 +34,11 @@ from veo3dl._cli_support import (
 )
 from veo3dl._demo import run_demo
 from veo3dl._gallery import write_gallery
-from veo3dl._logging import configure_for_cli
-from veo3dl._progress import ProgressDisplay, human_bytes, human_duration
+from veo3dl._logging import LogConfig, configure_for_cli
+from veo3dl._progress import ProgressDisplay, human_bytes
 from veo3dl._service import ImageService
 from veo3dl._version import __version__
+from veo3dl.exceptions import ConfigError
 from veo3dl.testing import FlowEmulator
 
 __all__ = ["main"]
@@ -91,9 +96,11 @@ _dest_option = click.option(
 )
 
 
-def _configure_secrets(ctx: click.Context, options: ClientOptions) -> None:
+def _configure_secrets(ctx: click.Context, options: ClientOptions) -> LogConfig:
     log_level, log_format = ctx.find_root().meta["log"]
-    configure_for_cli(log_level, log_format, options.credentials.secrets(), sys.stderr)
+    config = LogConfig(log_level, log_format, options.credentials.secrets())
+    config.apply()
+    return config  # the download's workers apply it too, under any start method
 
 
 @cli.command()
@@ -171,15 +178,23 @@ def download(
     job_timeout: float | None,
     options: ClientOptions,
 ) -> None:
-    """Download every synced item not yet on disk, verified, into date folders."""
+    """Download every synced item not yet on disk, verified, into date folders.
+
+    Items that failed before are left alone unless --retry-failed (and the
+    command then exits 1, saying so).  Items another `veo3dl download` on the
+    same catalogue is fetching are left to it and counted as "being
+    downloaded by another run": that is not an error (exit 0).
+    """
     state: _State = ctx.obj
     wanted = [n.strip() for chunk in names for n in chunk.split(",") if n.strip()] or None
     with cli_errors():
-        _configure_secrets(ctx, options)
-        with options.client() as client, open_store(db) as store:
+        log_config = _configure_secrets(ctx, options)
+        with open_store(db, must_exist=True) as store, options.client() as client:
+            require_profile(store, profile, db)
             service = ImageService(
                 client,
                 store,
+                worker_logging=log_config,
                 storage_root=dest or default_dest(db),
                 workers=workers,
                 slots_per_worker=slots,
@@ -190,26 +205,8 @@ def download(
                 profile, wanted, on_progress=state.display.download, retry_failed=retry_failed
             )
             state.display.download_done(report.downloaded, report.selected, report.bytes)
-        click.echo(
-            f"downloaded {report.downloaded} items ({human_bytes(report.bytes)}) in {human_duration(report.duration)}; "
-            f"{report.skipped} already on disk, {report.adopted} recovered from an interrupted run, "
-            f"{report.failed} failed"
-            + (
-                f", {report.not_retried} failed before (use --retry-failed)"
-                if report.not_retried
-                else ""
-            )
-        )
-        for failure in report.failures:
-            message = failure.message.removeprefix(f"{failure.name}: ")
-            click.echo(f"FAILED {failure.name}: {failure.kind}: {message}", err=True)
-        auth = [f for f in report.failures if f.kind in AUTH_KINDS]
-        if auth:
-            # Items without a signed URL needed the API, which refused the session.
-            click.echo(f"veo3dl: {len(auth)} items need a fresh login: {LOGIN_HINT}", err=True)
-            ctx.exit(EXIT_AUTH)
-        if report.failures:
-            ctx.exit(EXIT_FAILED)
+        click.echo(download_summary(report))
+        ctx.exit(download_exit_code(report))
 
 
 @cli.command()
@@ -217,9 +214,14 @@ def download(
 @_profile_option
 def status(db: Path, profile: str) -> None:
     """Totals and a per-date breakdown of one library in the catalogue."""
-    with cli_errors(), open_store(db, must_exist=True) as store:
+    with cli_errors(), open_for_report(db) as store:
         counts = store.counts(profile)
         click.echo(f"{profile!r} in {db}")
+        if not counts.items:
+            known = ", ".join(repr(p) for p in store.profiles()) or "none yet"
+            click.echo(
+                f"note: no items for {profile!r} (profiles in the catalogue: {known})", err=True
+            )
         print_table(
             ["items", "downloaded", "pending", "failed", "missing remotely", "on disk"],
             [
@@ -248,9 +250,22 @@ def status(db: Path, profile: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("veo3dl-demo"),
     show_default=True,
+    help="Folder for the demo's catalogue and files (kept, so a second run skips them).",
 )
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--slots", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Worker processes.",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Downloads at once per worker.",
+)
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, workers: int, slots: int) -> None:
     """Sync and download a 42-item library from the bundled emulator, faults included."""
@@ -297,7 +312,15 @@ def emulator(
             token_calls=token_calls,
             port=port,
         )
-    with flow:
+        try:
+            flow.start()
+        except OSError as error:
+            ports = f"ports {port}-{port + 2}" if port else "free ports"
+            raise ConfigError(
+                f"cannot serve the emulator on 127.0.0.1 {ports}: {error.strerror or error}",
+                hint="pick another --port (it takes three in a row), or leave it out for free ports",
+            ) from None
+    try:  # started above, inside cli_errors(): a port in use is one line, exit 2
         creds = flow.credentials
         click.echo("# The Flow emulator is running; point veo3dl at it with:")
         for name, value in (
@@ -314,6 +337,8 @@ def emulator(
                 time.sleep(3600)
         except KeyboardInterrupt:
             click.echo("\nstopped", err=True)
+    finally:
+        flow.stop()
 
 
 @cli.command()
@@ -328,11 +353,24 @@ def emulator(
 @_dest_option
 def gallery(db: Path, profile: str, out: Path, dest: Path | None) -> None:
     """Write a static HTML gallery of the downloaded items (opens from disk, no network)."""
-    with cli_errors(), open_store(db, must_exist=True) as store:
-        count = write_gallery(
-            store.items(profile), dest or default_dest(db), out, title=f"veo3dl: {profile}"
+    with cli_errors(), open_for_report(db) as store:
+        require_profile(store, profile, db)
+        items = store.items(profile)
+        root = dest or default_dest(db)
+        # Where the files may be when --dest is wrong: the default root, or
+        # --dest taken relative to the catalogue rather than the working folder.
+        others = [default_dest(db)] + (
+            [db.parent / dest] if dest and not dest.is_absolute() else []
         )
-        click.echo(f"wrote {out} with {count} items")
+        count = write_gallery(items, root, out, title=f"veo3dl: {profile}", other_roots=others)
+        click.echo(f"wrote {out} with {counted(count, 'item')}")
+        recorded = sum(1 for item in items if item.local_path)
+        if count < recorded:
+            click.echo(
+                f"note: {recorded - count} of {recorded} downloaded files are not under {root} "
+                "and are left out",
+                err=True,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

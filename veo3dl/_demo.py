@@ -15,6 +15,7 @@ from typing import TextIO
 
 import attrs
 
+from veo3dl._cli_reports import counted
 from veo3dl._client import FlowClient
 from veo3dl._credentials import Credentials
 from veo3dl._download_run import DownloadReport
@@ -103,6 +104,10 @@ def run_demo(
     return 0 if report.ok and downloaded == 42 else 1
 
 
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
 def _summary(
     out: TextIO,
     *,
@@ -119,17 +124,18 @@ def _summary(
         "\nveo3dl demo: a Flow library of 42 items (36 images, 6 videos) on the bundled emulator\n"
     )
     write(
-        f"  synced      {synced.seen} items in {synced.pages} pages ({synced.inserted} new, {synced.updated} refreshed)\n"
+        f"  synced      {counted(synced.seen, 'item')} in {counted(synced.pages, 'page')} ({synced.inserted} new, {synced.updated} refreshed)\n"
     )
     already = report.skipped + report.adopted
     write(
-        f"  downloaded  {report.downloaded} items, {human_bytes(report.bytes)}, into {folder / 'media'}"
+        f"  downloaded  {counted(report.downloaded, 'item')}, {human_bytes(report.bytes)}, into {folder / 'media'}"
         f" ({already} already there)\n"
     )
     recovered = []
     if report.from_fallback:
         recovered.append(
-            f"503 from the API for {report.from_fallback} item -> fetched through its signed URL instead"
+            f"503 from the API for {counted(report.from_fallback, 'item')} -> fetched through "
+            f"{'its signed URL' if report.from_fallback == 1 else 'their signed URLs'} instead"
         )
     if faults.throttled.fired:
         recovered.append(
@@ -137,7 +143,8 @@ def _summary(
         )
     if renewals:
         recovered.append(
-            f"bearer token expired mid-run -> renewed {renewals} time(s), once for all workers"
+            f"bearer token expired mid-run -> renewed {_times(renewals)}, "
+            "each time once for all workers"
         )
     for index, line in enumerate(
         recovered or ["nothing to recover from: everything was already on disk"]

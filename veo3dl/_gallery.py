@@ -5,6 +5,11 @@ Thumbnails are the files themselves (images scaled by CSS, videos with
 its prompt, model and aspect ratio, and linked by a path relative to the page
 so that it works when opened straight from disk.  Every text from the
 catalogue is escaped: prompts are user input.
+
+The catalogue records paths relative to the storage root, not the root
+itself: when none of the recorded files is under the root given, no page is
+written (an empty page would look like an empty library) and the error says
+where they are, when one of the likely roots holds them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from urllib.parse import quote
 from veo3dl._progress import human_bytes
 from veo3dl._records import StoredItem
 from veo3dl._version import __version__
+from veo3dl.exceptions import ConfigError
 
 __all__ = ["render_gallery", "write_gallery"]
 
@@ -67,6 +73,36 @@ def _card(item: StoredItem, file: Path, page_dir: Path) -> str:
     )
 
 
+def _file(item: StoredItem, storage_root: Path) -> Path | None:
+    """Where *item*'s recorded file is under *storage_root* (absolute paths: the seed app's)."""
+    if not item.local_path:
+        return None
+    path = Path(item.local_path)
+    return path if path.is_absolute() else storage_root / PurePosixPath(item.local_path)
+
+
+def _found(items: Sequence[StoredItem], storage_root: Path) -> int:
+    return sum(1 for item in items if (file := _file(item, storage_root)) and file.is_file())
+
+
+def _nothing_found(
+    recorded: Sequence[StoredItem], storage_root: Path, other_roots: Sequence[Path]
+) -> ConfigError:
+    example = _file(recorded[0], storage_root)
+    files = "file" if len(recorded) == 1 else "files"
+    for root in other_roots:
+        if root != storage_root and _found(recorded, root):
+            return ConfigError(
+                f"none of the {len(recorded)} downloaded {files} of this profile is under {storage_root}",
+                hint=f"they are under {root}: pass --dest {root}",
+            )
+    return ConfigError(
+        f"none of the {len(recorded)} downloaded {files} of this profile is under {storage_root} "
+        f"(the first would be {example})",
+        hint="pass --dest the folder `veo3dl download` saved into (the one holding the date folders)",
+    )
+
+
 def render_gallery(
     items: Sequence[StoredItem], storage_root: Path, page: Path, *, title: str
 ) -> tuple[str, int]:
@@ -74,11 +110,8 @@ def render_gallery(
     page_dir = page.parent.resolve()
     shown: list[tuple[StoredItem, Path]] = []
     for item in items:
-        if not item.local_path:
-            continue
-        path = Path(item.local_path)
-        file = path if path.is_absolute() else storage_root / PurePosixPath(item.local_path)
-        if file.is_file():
+        file = _file(item, storage_root)
+        if file is not None and file.is_file():
             shown.append((item, file.resolve()))
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     shown.sort(key=lambda pair: (pair[0].created_at or epoch, pair[0].name), reverse=True)
@@ -102,10 +135,23 @@ def render_gallery(
 
 
 def write_gallery(
-    items: Sequence[StoredItem], storage_root: Path, page: Path, *, title: str
+    items: Sequence[StoredItem],
+    storage_root: Path,
+    page: Path,
+    *,
+    title: str,
+    other_roots: Sequence[Path] = (),
 ) -> int:
-    """Write the gallery page to *page* (atomically); return how many items it shows."""
+    """Write the gallery page to *page* (atomically); return how many items it shows.
+
+    When items were downloaded but none of their files is under
+    *storage_root*, nothing is written: :class:`ConfigError`, naming the one
+    of *other_roots* that holds them, if any does.
+    """
     document, count = render_gallery(items, storage_root, page, title=title)
+    recorded = [item for item in items if item.local_path]
+    if recorded and not count:
+        raise _nothing_found(recorded, storage_root, other_roots)
     page.parent.mkdir(parents=True, exist_ok=True)
     temporary = page.with_name(f".{page.name}.tmp")
     temporary.write_text(document, encoding="utf-8")

@@ -12,20 +12,31 @@ Where they go is the application's choice:
 Either way the event and every value are scrubbed before they leave
 (:func:`scrub_event`), and :func:`protect_stdlib_loggers` scrubs urllib3's
 own debug lines, which would otherwise print request URLs with ``key=...``.
+
+Worker processes started by forkserver or spawn begin with no logging
+configured.  A :class:`LogConfig` is the command's configuration as a value:
+the command hands it to the pool as the workers' initializer, so their lines
+reach the same stderr, rendered and scrubbed the same way.  Nothing does this
+for a library user who did not ask for it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
+import attrs
 import structlog
 
 from veo3dl._redaction import redact_text
+from veo3dl.exceptions import ConfigError
 
 __all__ = [
+    "LogConfig",
     "Logger",
     "SecretFilter",
     "configure_for_cli",
@@ -44,6 +55,8 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 _URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3")
+_FORMATS = ("console", "json")
+_STREAMS = ("stderr", "stdout")
 
 
 def _scrub(value: Any, secrets: Iterable[str]) -> Any:
@@ -157,12 +170,24 @@ def protect_stdlib_loggers() -> None:
             logger.addFilter(SecretFilter())
 
 
-def configure_for_cli(level: str, fmt: str, secrets: Iterable[str], stream: TextIO) -> None:
+def _add_pid(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: which process logged (tells a worker's lines apart)."""
+    event_dict.setdefault("pid", os.getpid())
+    return event_dict
+
+
+def configure_for_cli(
+    level: str, fmt: str, secrets: Iterable[str], stream: TextIO, *, tag_pid: bool = False
+) -> None:
     """Route every log line of the ``veo3dl`` command to *stream*, scrubbed.
 
-    Only the command calls this: it configures structlog (console or JSON
-    rendering) and the stdlib root logger (urllib3 and friends), both
-    filtering at *level* and removing *secrets* and every secret shape.
+    Only the command calls this (directly or through :class:`LogConfig`): it
+    configures structlog (console or JSON rendering) and the stdlib root
+    logger (urllib3 and friends), both filtering at *level* and removing
+    *secrets* and every secret shape.  urllib3 is held at ERROR below debug
+    level.  With *tag_pid*, every line carries the process id.
     """
     secrets = tuple(s for s in secrets if s)
     number = logging.getLevelName(level.upper())
@@ -173,6 +198,7 @@ def configure_for_cli(level: str, fmt: str, secrets: Iterable[str], stream: Text
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        *([_add_pid] if tag_pid else []),
         scrub,
     ]
     renderer: Any
@@ -201,3 +227,69 @@ def configure_for_cli(level: str, fmt: str, secrets: Iterable[str], stream: Text
         for old in [f for f in logging.getLogger(name).filters if isinstance(f, SecretFilter)]:
             logging.getLogger(name).removeFilter(old)
         logging.getLogger(name).addFilter(SecretFilter(secrets))
+    # urllib3 warns "Retrying (Retry(...))" on every connect retry; the client's
+    # own request_retry event says what matters, redacted.  Its lines are for
+    # debugging; NOTSET at debug (not DEBUG) lets a second call lower it again.
+    logging.getLogger("urllib3").setLevel(
+        logging.NOTSET if number <= logging.DEBUG else logging.ERROR
+    )
+
+
+def _lower(value: str) -> str:
+    return str(value).lower()
+
+
+def _secret_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(s) for s in values if s)
+
+
+def _check_level(_instance: object, _attribute: object, value: str) -> None:
+    if value not in _LEVELS:
+        raise ConfigError(f"unknown log level {value!r}", hint=f"one of {', '.join(_LEVELS)}")
+
+
+def _check_choice(choices: tuple[str, ...]) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in choices:
+            raise ConfigError(
+                f"{attribute.name} must be one of {', '.join(choices)}, not {value!r}"
+            )
+
+    return check
+
+
+@attrs.frozen
+class LogConfig:
+    """How the ``veo3dl`` command logs, as a value that can cross into worker processes.
+
+    *level* is ``"debug"``, ``"info"``, ``"warning"`` or ``"error"``; *fmt*
+    ``"console"`` or ``"json"``; *secrets* the exact strings to scrub besides
+    every secret shape (never shown in the repr); *stream* ``"stderr"`` or
+    ``"stdout"``, looked up in the process that applies the config, so that a
+    worker writes to the stream it inherited.
+
+    :meth:`apply` configures structlog and stdlib logging of the current
+    process (replacing what was there).  Calling the value does the same and
+    tags each line with the process id, which makes it a
+    :class:`~veo3dl.DownloadPool` *initializer*:
+    ``DownloadPool(initializer=LogConfig("debug", "json"))``, or
+    ``ImageService(..., worker_logging=LogConfig("debug"))``.  Workers under
+    every start method then log like the parent; without it they keep
+    whatever logging they have (silent, except under fork).
+    """
+
+    level: str = attrs.field(default="warning", converter=_lower, validator=_check_level)
+    fmt: str = attrs.field(default="console", validator=_check_choice(_FORMATS))
+    secrets: tuple[str, ...] = attrs.field(default=(), converter=_secret_tuple, repr=False)
+    stream: str = attrs.field(default="stderr", validator=_check_choice(_STREAMS))
+
+    def apply(self, *, tag_pid: bool = False) -> None:
+        """Configure this process's logging (see :func:`configure_for_cli`)."""
+        stream: TextIO | None = getattr(sys, self.stream)
+        if stream is None:  # no stream at all (a windowless process): nowhere to log to
+            return
+        configure_for_cli(self.level, self.fmt, self.secrets, stream, tag_pid=tag_pid)
+
+    def __call__(self) -> None:
+        """Configure a worker process: :meth:`apply`, every line tagged with its pid."""
+        self.apply(tag_pid=True)

@@ -9,6 +9,10 @@ on any copy — and only then creates the unique index.
 
 Each migration runs in one ``BEGIN IMMEDIATE`` transaction with the version
 bump, so a crash leaves the database at the old version, never half-migrated.
+
+A database at version 0 that holds tables but not ``veo3_image_generations``
+belongs to another program: it is refused (:class:`UnusableDatabase`), not
+extended with our table.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from collections.abc import Callable
 import attrs
 import sqlite_utils
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "TABLE", "MigrationReport", "migrate"]
+__all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION",
+    "TABLE",
+    "MigrationReport",
+    "UnusableDatabase",
+    "check_usable",
+    "migrate",
+    "schema_version",
+]
 
 TABLE = "veo3_image_generations"
 
@@ -68,7 +81,61 @@ class MigrationReport:
         return self.to_version != self.from_version
 
 
+class UnusableDatabase(ValueError):
+    """A database this veo3dl may not use as a catalogue; ``hint`` says what to do."""
+
+    def __init__(self, message: str, *, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The catalogue's schema version (``PRAGMA user_version``)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _user_objects(conn: sqlite3.Connection) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name"
+        )
+    ]
+
+
+def check_usable(conn: sqlite3.Connection, *, empty_ok: bool) -> None:
+    """Raise :class:`UnusableDatabase` unless *conn* holds a catalogue (or, *empty_ok*, nothing).
+
+    A newer schema than this veo3dl knows is refused, and so is a database
+    with tables of its own but no ``veo3_image_generations`` (ours, or the
+    seed app's): adding a table to another program's database would be wrong.
+    """
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise UnusableDatabase(
+            f"schema version {version} is newer than this veo3dl understands ({SCHEMA_VERSION})",
+            hint="upgrade veo3dl",
+        )
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone():
+        return
+    objects = _user_objects(conn)
+    if objects:
+        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
+        raise UnusableDatabase(
+            f"not a veo3dl catalogue: it has no {TABLE} table, but other tables ({shown})",
+            hint="veo3dl left it untouched; check --db, or give a new file for the catalogue",
+        )
+    if not empty_ok:
+        raise UnusableDatabase(
+            "no catalogue in it yet (an empty database)", hint="run `veo3dl sync` first"
+        )
+
+
 def _v1_create_or_adopt(db: sqlite_utils.Database) -> tuple[int, bool]:
+    # Inside the migration's transaction, so that what is checked is what is changed.
+    check_usable(db.conn, empty_ok=True)
     table = db[TABLE]
     adopted = table.exists()
     if not adopted:
@@ -128,21 +195,20 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 def migrate(db: sqlite_utils.Database) -> MigrationReport:
     """Bring *db* to :data:`SCHEMA_VERSION`, one transaction per step.
 
-    A database newer than this veo3dl is left untouched: ``ValueError``.
+    A database newer than this veo3dl, or another program's, is left
+    untouched: :class:`UnusableDatabase` (a ``ValueError``).
     """
     conn: sqlite3.Connection = db.conn
-    start = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    start = schema_version(conn)
     if start > SCHEMA_VERSION:
-        raise ValueError(
-            f"schema version {start} is newer than this veo3dl understands ({SCHEMA_VERSION})"
-        )
+        check_usable(conn, empty_ok=True)  # raises, saying why
     merged_total, adopted_any = 0, False
     version = start
     while version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the lock.
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            version = schema_version(conn)
             if version >= SCHEMA_VERSION:
                 conn.execute("COMMIT")
                 break

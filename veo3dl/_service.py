@@ -18,7 +18,7 @@ from veo3dl._coordination import Coordinator
 from veo3dl._download_run import DownloadProgress, DownloadReport, DownloadRun
 from veo3dl._jobs import TransportSpec
 from veo3dl._leases import Leases
-from veo3dl._logging import get_logger
+from veo3dl._logging import LogConfig, get_logger
 from veo3dl._paths import DEFAULT_TEMPLATE, validate_template
 from veo3dl._pool import DownloadPool
 from veo3dl._store import ImageStore
@@ -49,6 +49,12 @@ class ImageService:
     While downloading, items are leased in the catalogue for *lease_seconds*
     (renewed as long as the run lives), so that two runs on one catalogue
     fetch each item once.
+
+    *worker_logging*, a :class:`LogConfig`, configures logging in each worker
+    of the pool the service makes, as the ``veo3dl`` command does, whatever
+    the start method.  Without it workers leave logging alone: silent under
+    forkserver and spawn, the parent's setup under fork.  A pool passed in
+    brings its own ``initializer`` instead.
     """
 
     def __init__(
@@ -63,6 +69,7 @@ class ImageService:
         slots_per_worker: int = 4,
         job_timeout: float | None = None,
         lease_seconds: float = 120.0,
+        worker_logging: LogConfig | None = None,
     ) -> None:
         if not isinstance(store, ImageStore):
             raise ConfigError("store must be a veo3dl.ImageStore")
@@ -74,6 +81,14 @@ class ImageService:
             )
         if workers < 1 or slots_per_worker < 1:
             raise ConfigError("workers and slots_per_worker must be at least 1")
+        if worker_logging is not None and not isinstance(worker_logging, LogConfig):
+            raise ConfigError("worker_logging must be a LogConfig")
+        if worker_logging is not None and pool is not None:
+            # The pool's workers are started already: their initializer was the caller's choice.
+            raise ConfigError(
+                "worker_logging applies to the pool the service makes, not to one passed in",
+                hint="pass initializer=LogConfig(...) to your DownloadPool instead",
+            )
         self.client = client
         self.store = store
         self.pool = pool
@@ -83,6 +98,7 @@ class ImageService:
         self.slots_per_worker = slots_per_worker
         self.job_timeout = job_timeout
         self.lease_seconds = lease_seconds
+        self.worker_logging = worker_logging
 
     def __repr__(self) -> str:
         return f"ImageService(storage_root={str(self.storage_root)!r}, store={self.store!r})"
@@ -198,7 +214,10 @@ class ImageService:
             yield self.pool
             return
         pool = DownloadPool(
-            self.workers, slots_per_worker=self.slots_per_worker, job_timeout=self.job_timeout
+            self.workers,
+            slots_per_worker=self.slots_per_worker,
+            job_timeout=self.job_timeout,
+            initializer=self.worker_logging,
         )
         try:
             yield pool

@@ -28,7 +28,16 @@ import sqlite_utils
 
 from veo3dl._models import MediaItem
 from veo3dl._records import DateCounts, DownloadRecord, StoreCounts, StoredItem
-from veo3dl._schema import TABLE, MigrationReport, migrate
+from veo3dl._schema import (
+    SCHEMA_VERSION,
+    TABLE,
+    MigrationReport,
+    UnusableDatabase,
+    check_usable,
+    migrate,
+    schema_version,
+)
+from veo3dl._store_errors import OPEN_HINT, header_error, operation_error
 from veo3dl.exceptions import ConfigError, StorageError
 
 __all__ = ["ImageStore", "UpsertCounts", "iso_utc"]
@@ -62,75 +71,117 @@ class ImageStore:
 
     Opening migrates the schema (``migration`` says what changed, e.g. how
     many duplicate rows of a seed-app database were merged).  A file that is
-    not a SQLite database is refused with :class:`StorageError` and left
-    untouched.  ``db`` is the sqlite-utils database, for your own queries.
+    not a SQLite database, or another program's database, is refused with
+    :class:`StorageError` and left untouched; so is one SQLite cannot open
+    (locked, unreadable), with the cause.  ``db`` is the sqlite-utils
+    database, for your own queries.
+
+    With *read_only* (a file path only) the file is never written: no
+    migration, no journal mode switch.  A catalogue in an older format is
+    read into memory and migrated there, so that it reads as a sync would
+    leave it; writing to a read-only store raises :class:`StorageError`.
     """
 
     def __init__(
-        self, path_or_database: str | Path | sqlite_utils.Database, *, timeout: float = 30.0
+        self,
+        path_or_database: str | Path | sqlite_utils.Database,
+        *,
+        timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self._lock = threading.RLock()
-        if isinstance(path_or_database, sqlite_utils.Database):
+        self.read_only = read_only
+        if isinstance(path_or_database, sqlite_utils.Database) and not read_only:
             self.path: Path | None = None
             self.db = path_or_database
             conn = self.db.conn
             self._owns_connection = False
         elif isinstance(path_or_database, (str, Path)):
             self.path = Path(path_or_database)
-            conn = self._connect(self.path, timeout)
+            conn = self._connect(self.path, timeout, read_only=read_only)
             self.db = sqlite_utils.Database(conn)
             self._owns_connection = True
+        elif read_only:
+            raise ConfigError("a read-only ImageStore takes a file path")
         else:
             raise ConfigError("ImageStore takes a file path or a sqlite_utils.Database")
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if read_only:
+                self.migration: MigrationReport = self._open_read_only(conn)
+                return
+            # Before the journal mode switch, which would already write to someone else's file.
+            check_usable(conn, empty_ok=True)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self.migration: MigrationReport = migrate(self.db)
-        except ValueError as error:
+            self.migration = migrate(self.db)
+        except UnusableDatabase as error:
             self.close()
-            raise StorageError(str(error), path=self._shown, hint="upgrade veo3dl") from None
+            raise StorageError(f"{self._where}{error}", path=self._shown, hint=error.hint) from None
         except sqlite3.Error as error:
             self.close()
             raise self._storage_error(error, "opening the catalogue") from None
 
+    def _open_read_only(self, conn: sqlite3.Connection) -> MigrationReport:
+        check_usable(conn, empty_ok=False)
+        version = schema_version(conn)
+        if version == SCHEMA_VERSION:
+            return MigrationReport(from_version=version, to_version=version)
+        # An older format: migrate a copy in memory (catalogues are small),
+        # so the reports count what a sync would keep, and the file stays as it is.
+        memory = sqlite3.connect(":memory:", check_same_thread=False)
+        try:
+            conn.backup(memory)
+        except BaseException:
+            memory.close()
+            raise
+        conn.close()
+        self.db = sqlite_utils.Database(memory)
+        return migrate(self.db)
+
     @staticmethod
-    def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+    def _connect(path: Path, timeout: float, *, read_only: bool = False) -> sqlite3.Connection:
         shown = str(path)
         if path.exists() and not path.is_file():
-            raise StorageError("the catalogue path is not a file", path=shown)
+            raise StorageError(f"the catalogue path {shown} is not a file", path=shown)
+        if read_only and not path.exists():
+            raise StorageError(
+                f"no catalogue at {shown}",
+                path=shown,
+                hint="run `veo3dl sync` first, or check --db",
+            )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
+            if read_only:
+                # mode=ro: SQLite itself refuses every write, and never creates the file.
+                uri = f"{path.absolute().as_uri()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
         except (OSError, sqlite3.Error) as error:
-            raise StorageError(f"cannot open the catalogue: {error}", path=shown) from None
+            raise StorageError(
+                f"cannot open the catalogue {shown}: {error}",
+                path=shown,
+                hint=OPEN_HINT,
+            ) from None
         try:
             # Reads the header only: a corrupt file fails here, before any write.
             conn.execute("PRAGMA schema_version").fetchone()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as error:
             conn.close()
-            raise StorageError(
-                "the catalogue file is not a SQLite database (corrupt, or another kind of file)",
-                path=shown,
-                hint="veo3dl left it untouched; move it aside or point --db elsewhere",
-            ) from None
+            raise header_error(error, shown) from None
         return conn
 
     @property
     def _shown(self) -> str | None:
         return None if self.path is None else str(self.path)
 
+    @property
+    def _where(self) -> str:
+        return "" if self.path is None else f"{self.path}: "
+
     def _storage_error(self, error: sqlite3.Error, doing: str) -> StorageError:
-        text = str(error)
-        if "locked" in text or "busy" in text:
-            hint = "another program holds the catalogue; try again when it is done"
-        elif "readonly" in text or "read-only" in text:
-            hint = "the catalogue or its folder is not writable"
-        elif "malformed" in text or "not a database" in text:
-            hint = "the catalogue is damaged; restore it or move it aside"
-        else:
-            hint = None
-        return StorageError(f"{doing} failed: {text}", path=self._shown, hint=hint)
+        return operation_error(error, doing, self._shown)
 
     def close(self) -> None:
         """Close the connection (when the store opened it)."""
@@ -151,6 +202,11 @@ class ImageStore:
     @contextlib.contextmanager
     def transaction(self, doing: str = "writing the catalogue") -> Iterator[sqlite_utils.Database]:
         """One ``BEGIN IMMEDIATE`` transaction: all or nothing, waiting for other writers."""
+        if self.read_only:
+            raise StorageError(
+                f"{self._where}{doing} failed: the catalogue was opened read-only",
+                path=self._shown,
+            )
         with self._lock:
             conn = self.db.conn
             try:
