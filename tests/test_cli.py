@@ -30,11 +30,12 @@ def restore_logging() -> Iterator[None]:
     """The command configures structlog and the root logger; undo it after each test."""
     import logging
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    root, urllib3 = logging.getLogger(), logging.getLogger("urllib3")
+    handlers, level, urllib3_level = list(root.handlers), root.level, urllib3.level
     yield
     structlog.reset_defaults()
     root.handlers, root.level = handlers, level
+    urllib3.setLevel(urllib3_level)
 
 
 @pytest.fixture

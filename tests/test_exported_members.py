@@ -34,6 +34,7 @@ INTENDED = {
     "MediaItem",
     "MediaType",
     "RetryPolicy",
+    "LogConfig",
     # the pool and its jobs
     "DownloadJob",
     "DownloadPool",

@@ -12,6 +12,7 @@ from veo3dl._download_run import DownloadFailure, DownloadProgress, DownloadRepo
 from veo3dl._http import RetryPolicy
 from veo3dl._jobs import DownloadJob, DownloadResult
 from veo3dl._listing import Listing
+from veo3dl._logging import LogConfig
 from veo3dl._models import ListingPage, ListingStop, MediaItem, MediaType
 from veo3dl._pool import DownloadPool, JobOutcome, PoolStatus
 from veo3dl._records import DateCounts, StoreCounts, StoredItem
@@ -71,6 +72,7 @@ __all__ = [
     "Listing",
     "ListingPage",
     "ListingStop",
+    "LogConfig",
     "LoginRequired",
     "MediaInfo",
     "MediaItem",

@@ -138,7 +138,8 @@ def sync(
         )
         if report.loop_guard:
             click.echo(
-                f"note: the service looped ({report.stop}); a loop guard ended the listing",
+                f"note: the service looped ({report.stop}); a loop guard ended the listing, "
+                "so nothing was marked gone from Flow (sync again to see the rest)",
                 err=True,
             )
 
@@ -271,7 +272,14 @@ def demo(ctx: click.Context, folder: Path, workers: int, slots: int) -> None:
     """Sync and download a 42-item library from the bundled emulator, faults included."""
     state: _State = ctx.obj
     with cli_errors():
-        code = run_demo(folder, workers=workers, slots=slots, display=state.display, out=sys.stdout)
+        code = run_demo(
+            folder,
+            workers=workers,
+            slots=slots,
+            display=state.display,
+            out=sys.stdout,
+            log=ctx.find_root().meta["log"],
+        )
     ctx.exit(code)
 
 

@@ -20,6 +20,7 @@ from veo3dl._client import FlowClient
 from veo3dl._credentials import Credentials
 from veo3dl._download_run import DownloadReport
 from veo3dl._http import RetryPolicy
+from veo3dl._logging import LogConfig
 from veo3dl._progress import ProgressDisplay, human_bytes, human_duration
 from veo3dl._service import ImageService
 from veo3dl._store import ImageStore
@@ -53,9 +54,19 @@ def _inject(flow: FlowEmulator) -> _Faults:
 
 
 def run_demo(
-    folder: Path, *, workers: int, slots: int, display: ProgressDisplay, out: TextIO
+    folder: Path,
+    *,
+    workers: int,
+    slots: int,
+    display: ProgressDisplay,
+    out: TextIO,
+    log: tuple[str, str] | None = None,
 ) -> int:
-    """Run the demo into *folder*; return the exit code (0: everything downloaded)."""
+    """Run the demo into *folder*; return the exit code (0: everything downloaded).
+
+    *log* is the command's ``(level, format)``: the parent and the download
+    workers then log that way, scrubbed of the emulator's secrets.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with FlowEmulator(
@@ -64,6 +75,10 @@ def run_demo(
         faults = _inject(flow)
         # Cookie and key only, as from a browser: the bearer token is minted from the session.
         credentials = Credentials(cookie=flow.credentials.cookie, api_key=flow.credentials.api_key)
+        worker_logging = None
+        if log is not None:
+            worker_logging = LogConfig(*log, flow.credentials.secrets())
+            worker_logging.apply()
         with (
             FlowClient(
                 credentials,
@@ -79,6 +94,7 @@ def run_demo(
                 storage_root=folder / "media",
                 workers=workers,
                 slots_per_worker=slots,
+                worker_logging=worker_logging,
             )
             display.restart()
             synced = service.sync_metadata(DEMO_PROFILE, on_page=display.sync_page)
