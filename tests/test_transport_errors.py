@@ -295,3 +295,76 @@ def test_deep_error_body_is_still_an_api_error(scripted: Scripted) -> None:
         client.fetch_media("CAMaItem")
     assert info.value.status == 500 and info.value.google_status is None
     assert len(scripted.seen) == FAST.attempts
+
+
+# ------------------------------------------------------ resuming a cut file
+
+_MIB = 1024 * 1024
+V1, V2 = b"1" * (4 * _MIB), b"2" * (4 * _MIB)
+
+
+class _Replacing(BaseHTTPRequestHandler):
+    """Serves v1 cut after 2 MiB, then v2 - ignoring If-Range, as a careless cache might."""
+
+    protocol_version = "HTTP/1.1"
+    calls: list[tuple[str | None, str | None]]
+    resume_etag: str
+    second_total: int
+
+    def do_GET(self) -> None:
+        self.calls.append((self.headers.get("Range"), self.headers.get("If-Range")))
+        if len(self.calls) == 1:
+            self.send_response(200)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Content-Length", str(len(V1)))
+            self.end_headers()
+            self.wfile.write(V1[: 2 * _MIB + 5])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        wanted = self.headers.get("Range")
+        if wanted is None:
+            self.send_response(200)
+            self.send_header("ETag", '"v2"')
+            self.send_header("Content-Length", str(len(V2)))
+            self.end_headers()
+            self.wfile.write(V2)
+            return
+        start = int(wanted.split("=")[1].rstrip("-"))
+        body = V2[start:]
+        self.send_response(206)
+        self.send_header("ETag", self.resume_etag)
+        self.send_header("Content-Range", f"bytes {start}-{len(V2) - 1}/{self.second_total}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("resume_etag", "second_total"),
+    [('"v2"', len(V2)), ('"v1"', len(V2) + 1)],  # (same validator, but another length)
+    ids=["new-etag", "new-length"],
+)
+def test_a_resume_never_splices_two_versions_of_a_file(resume_etag: str, second_total: int) -> None:
+    calls: list[tuple[str | None, str | None]] = []
+    attributes = {"calls": calls, "resume_etag": resume_etag, "second_total": second_total}
+    handler = type("Handler", (_Replacing,), attributes)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        client = FlowClient(Credentials(), retry=FAST, allowed_file_hosts=frozenset({"127.0.0.1"}))
+        sink = BytesSink()
+        with client:
+            client.download_signed_url(f"http://127.0.0.1:{server.server_port}/f", sink, item="x")
+        assert sink.getvalue() == V2  # the whole new version, never v1's head on v2's tail
+        assert calls[1][0] is not None and calls[1][1] == '"v1"'  # it did try to resume
+        assert calls[-1][0] is None  # then started over
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -188,11 +188,14 @@ class SignedUrlDownloader:
         """Take a final (non-redirect) answer into *sink*; True when the file is whole."""
         status = response.status_code
         if status == 206 and resuming:
-            resume.total = self._check_range(response, sink.size)
-            if resume.total is None:
+            total = self._check_range(response, sink.size)
+            if total is None or not self._same_file(response, resume, total):
+                # Another version of the file (or an answer we cannot place):
+                # splicing its tail onto what we hold would make a chimera.
                 sink.reset()
                 resume.validator = None
                 return False
+            resume.total = total
         elif status == 200:
             if sink.size:
                 sink.reset()  # the server sent the whole file again
@@ -203,6 +206,14 @@ class SignedUrlDownloader:
         for chunk in response.iter_content(_CHUNK):
             sink.write(chunk)
         return resume.total is None or sink.size == resume.total
+
+    @staticmethod
+    def _same_file(response: requests.Response, resume: _Resume, total: int) -> bool:
+        """True when a 206 is a part of the file the first answer began."""
+        if resume.total is not None and total != resume.total:
+            return False
+        now = _validator(response)
+        return now is None or now == resume.validator
 
     @staticmethod
     def _check_range(response: requests.Response, have: int) -> int | None:
