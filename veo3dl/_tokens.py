@@ -14,6 +14,7 @@ needed, because the token has expired or was refused, fails the request.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -126,7 +127,8 @@ class SessionTokenSource:
         assert self._mint is not None
         if self._login_required is not None:
             # The cookie is stale: asking the session again cannot help, only a login can.
-            raise self._login_required
+            # A copy per raise: threads raising one instance would share its traceback.
+            raise copy.copy(self._login_required)
         try:
             minted = self._mint()
         except LoginRequired as error:
