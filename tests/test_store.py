@@ -12,7 +12,8 @@ import sqlite_utils
 
 from veo3dl import ImageStore, MediaItem, MediaType, StorageError
 from veo3dl._records import DownloadRecord
-from veo3dl._schema import COLUMNS, SCHEMA_VERSION, TABLE
+from veo3dl._schema import COLUMNS, SCHEMA_VERSION, STATE_TABLE, TABLE, _v1_create_or_adopt
+from veo3dl._sync_state import read_sync_state
 
 SEED_COLUMNS = "id TEXT, profile_id TEXT, name TEXT, aspect_ratio TEXT, workflow_id TEXT, media_key TEXT, local_path TEXT, fife_url TEXT, created_at TEXT"
 
@@ -69,6 +70,10 @@ def test_seed_database_is_adopted_90_rows_to_18(tmp_path: Path) -> None:
     with ImageStore(path) as store:
         assert store.migration.adopted_seed_table
         assert store.migration.merged_duplicates == 72
+        assert store.migration.to_version == SCHEMA_VERSION
+        assert set(store.db[TABLE].columns_dict) == set(COLUMNS)
+        assert store.db[STATE_TABLE].exists()
+        assert not read_sync_state(store, "default").gapless  # never fully listed by veo3dl
         rows = store.items("default")
         assert len(rows) == 18
         assert len({r.name for r in rows}) == 18
@@ -122,7 +127,7 @@ def test_upsert_refreshes_metadata_and_never_touches_download_fields(tmp_path: P
             counts = store.upsert_items(
                 "p",
                 [item(1, fife_url="https://x/1?Signature=a"), item(2)],
-                sync_id="s1",
+                sync_seq=1,
                 synced_at="t1",
             )
         assert (counts.inserted, counts.updated) == (2, 0)
@@ -142,7 +147,7 @@ def test_upsert_refreshes_metadata_and_never_touches_download_fields(tmp_path: P
         )
         with store.transaction():
             counts = store.upsert_items(
-                "p", [item(1, aspect_ratio="NEW"), item(3)], sync_id="s2", synced_at="t2"
+                "p", [item(1, aspect_ratio="NEW"), item(3)], sync_seq=2, synced_at="t2"
             )
         assert (counts.inserted, counts.updated) == (1, 1)
         one = store.get("p", "CAMa001")
@@ -157,25 +162,79 @@ def test_upsert_refreshes_metadata_and_never_touches_download_fields(tmp_path: P
         assert "Signature=[REDACTED]" in repr(one)
 
 
+def build_version_1_catalogue(path: Path) -> None:
+    """A catalogue as veo3dl left it before sync numbers: schema version 1, rows stamped by uuid."""
+    db = sqlite_utils.Database(path)
+    with db.conn:
+        _v1_create_or_adopt(db)
+        db.execute("PRAGMA user_version = 1")
+    for n in range(4):
+        db.execute(
+            f"INSERT INTO {TABLE} (id, profile_id, name, media_key, local_path, remote_state, "
+            "attempts, last_sync_id) VALUES (?, 'p', ?, ?, ?, ?, 0, 'a1b2')",
+            (f"id{n}", f"CAMa{n:03d}", f"key-{n}", "d/0.png" if n == 0 else None,
+             "missing" if n == 3 else "present"),
+        )  # fmt: skip
+    db.conn.commit()
+    db.conn.close()
+
+
+def test_version_1_catalogue_is_migrated_keeping_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    build_version_1_catalogue(path)
+    content = path.read_bytes()
+    with ImageStore(path, read_only=True) as store:  # migrated in memory only
+        assert store.migration.from_version == 1 and store.counts("p").items == 4
+    assert path.read_bytes() == content
+    with ImageStore(path) as store:
+        assert (store.migration.from_version, store.migration.to_version) == (1, SCHEMA_VERSION)
+        assert set(store.db[TABLE].columns_dict) == set(COLUMNS)
+        rows = {r.name: r for r in store.items("p")}
+        assert len(rows) == 4 and rows["CAMa000"].local_path == "d/0.png"
+        assert rows["CAMa003"].remote_state == "missing"
+        state = read_sync_state(store, "p")
+        assert (state.last_seq, state.full_seq) == (0, None) and not state.gapless
+        # Unnumbered rows count as listed before any sync: a complete listing marks them.
+        with store.transaction():
+            store.upsert_items("p", [item(0), item(1)], sync_seq=1, synced_at="t")
+            assert store.mark_missing("p", 1) == 1  # CAMa002; CAMa003 was missing already
+    with ImageStore(path) as store:
+        assert not store.migration.migrated
+
+
 def test_mark_missing_and_back(tmp_path: Path) -> None:
     with ImageStore(tmp_path / "c.db") as store:
         with store.transaction():
-            store.upsert_items("p", [item(1), item(2)], sync_id="s1", synced_at="t")
-            store.upsert_items("other", [item(9)], sync_id="s1", synced_at="t")
+            store.upsert_items("p", [item(1), item(2)], sync_seq=1, synced_at="t")
+            store.upsert_items("other", [item(9)], sync_seq=1, synced_at="t")
         with store.transaction():
-            store.upsert_items("p", [item(1)], sync_id="s2", synced_at="t")
-            assert store.mark_missing("p", "s2") == 1
+            store.upsert_items("p", [item(1)], sync_seq=2, synced_at="t")
+            assert store.mark_missing("p", 2) == 1
         assert store.get("p", "CAMa002").remote_state == "missing"
         assert store.get("other", "CAMa009").remote_state == "present"
         with store.transaction():
-            store.upsert_items("p", [item(2)], sync_id="s3", synced_at="t")
+            store.upsert_items("p", [item(2)], sync_seq=3, synced_at="t")
         assert store.get("p", "CAMa002").remote_state == "present"
+
+
+def test_a_row_listed_by_a_later_sync_is_not_marked_missing(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        with store.transaction():
+            store.upsert_items("p", [item(1), item(2)], sync_seq=5, synced_at="t")
+            # Sync 3 stores its pages after sync 5 did: the row keeps number 5.
+            store.upsert_items("p", [item(1), item(3)], sync_seq=3, synced_at="t")
+        rows = store.db.execute(f"SELECT name, last_sync_seq FROM {TABLE} ORDER BY name")
+        assert rows.fetchall() == [("CAMa001", 5), ("CAMa002", 5), ("CAMa003", 3)]
+        with store.transaction():
+            assert store.mark_missing("p", 3) == 0
+            assert store.mark_missing("p", 5) == 1
+        assert store.get("p", "CAMa003").remote_state == "missing"
 
 
 def test_queries(tmp_path: Path) -> None:
     with ImageStore(tmp_path / "c.db") as store:
         with store.transaction():
-            store.upsert_items("p", [item(n) for n in range(6)], sync_id="s", synced_at="t")
+            store.upsert_items("p", [item(n) for n in range(6)], sync_seq=1, synced_at="t")
         store.record_downloads(
             "p",
             [
@@ -192,7 +251,7 @@ def test_queries(tmp_path: Path) -> None:
             ],
         )
         with store.transaction():
-            store.mark_missing("p", "nope")
+            store.mark_missing("p", 99)
         counts = store.counts("p")
         assert (counts.items, counts.downloaded, counts.failed, counts.missing, counts.bytes) == (
             6,
@@ -220,7 +279,7 @@ def test_forget_never_deletes_files(tmp_path: Path) -> None:
     media.write_bytes(b"png")
     with ImageStore(tmp_path / "c.db") as store:
         with store.transaction():
-            store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+            store.upsert_items("p", [item(1)], sync_seq=1, synced_at="t")
         store.record_downloads(
             "p", [DownloadRecord(name="CAMa001", ok=True, local_path="a.png", size_bytes=3)]
         )
@@ -231,7 +290,7 @@ def test_forget_never_deletes_files(tmp_path: Path) -> None:
 def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     with ImageStore(tmp_path / "c.db") as store:
         with pytest.raises(RuntimeError), store.transaction():
-            store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+            store.upsert_items("p", [item(1)], sync_seq=1, synced_at="t")
             raise RuntimeError("interrupted")
         assert store.items("p") == []
 
@@ -258,7 +317,7 @@ def test_seed_names_with_inner_line_breaks_match_the_clean_names(tmp_path: Path)
                         create_time=datetime(2025, 10, 29, tzinfo=timezone.utc),
                     )
                 ],
-                sync_id="s",
+                sync_seq=1,
                 synced_at="t",
             )
         assert (counts.inserted, counts.updated) == (0, 1)
@@ -290,7 +349,7 @@ def test_locked_database_is_reported_as_locked_not_as_corrupt(tmp_path: Path) ->
 def test_unopenable_database_reports_the_real_cause_and_stays_untouched(tmp_path: Path) -> None:
     path = tmp_path / "cat.db"
     with ImageStore(path) as store, store.transaction():
-        store.upsert_items("p", [item(1)], sync_id="s", synced_at="t")
+        store.upsert_items("p", [item(1)], sync_seq=1, synced_at="t")
     content = path.read_bytes()
     # SQLite cannot open the write-ahead log beside a WAL database (as on a
     # read-only folder, or one the user may not write to).
@@ -362,7 +421,7 @@ def test_read_only_current_catalogue_keeps_its_journal_mode(tmp_path: Path) -> N
     path = tmp_path / "cat.db"
     with ImageStore(path) as store:
         with store.transaction():
-            store.upsert_items("p", [item(1), item(2)], sync_id="s", synced_at="t")
+            store.upsert_items("p", [item(1), item(2)], sync_seq=1, synced_at="t")
         store.db.execute("PRAGMA journal_mode = DELETE")
     content = path.read_bytes()
     with ImageStore(path, read_only=True) as store:

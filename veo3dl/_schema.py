@@ -7,6 +7,12 @@ Migration 1 adopts either: it adds the missing columns, merges duplicates by
 ``(profile_id, name)`` — keeping the earliest row and any ``local_path`` found
 on any copy — and only then creates the unique index.
 
+Migration 2 adds what a sync needs to know about earlier syncs: a
+``last_sync_seq`` column (the sequence number of the latest sync that listed
+the row) and the ``veo3dl_sync_state`` table, one row per profile: the
+sequence allocator and whether/when a full listing last completed (see
+:mod:`veo3dl._sync_state`).
+
 Each migration runs in one ``BEGIN IMMEDIATE`` transaction with the version
 bump, so a crash leaves the database at the old version, never half-migrated.
 
@@ -26,6 +32,7 @@ import sqlite_utils
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "STATE_TABLE",
     "TABLE",
     "MigrationReport",
     "UnusableDatabase",
@@ -35,9 +42,11 @@ __all__ = [
 ]
 
 TABLE = "veo3_image_generations"
+STATE_TABLE = "veo3dl_sync_state"
 
-# Column -> SQLite type.  The first nine are the seed app's columns.
-COLUMNS: dict[str, type] = {
+# Column -> SQLite type, as migration 1 creates them.  The first nine are the
+# seed app's columns.  Frozen: later columns come with later migrations.
+_V1_COLUMNS: dict[str, type] = {
     "id": str,
     "profile_id": str,
     "name": str,
@@ -64,6 +73,8 @@ COLUMNS: dict[str, type] = {
     "claimed_by": str,
     "claim_expires": float,
 }
+# Every column of the current schema.
+COLUMNS: dict[str, type] = {**_V1_COLUMNS, "last_sync_seq": int}
 
 
 @attrs.frozen
@@ -142,14 +153,14 @@ def _v1_create_or_adopt(db: sqlite_utils.Database) -> tuple[int, bool]:
         # A rowid table: "id" (a uuid, as in the seed app) needs no index of
         # its own; (profile_id, name) is the key every query uses.
         table.create(  # type: ignore[union-attr]
-            COLUMNS,
+            _V1_COLUMNS,
             not_null={"id", "profile_id", "name"},
             defaults={"remote_state": "present", "attempts": 0},
         )
         merged = 0
     else:
         existing = set(table.columns_dict)
-        for column, kind in COLUMNS.items():
+        for column, kind in _V1_COLUMNS.items():
             if column not in existing:
                 table.add_column(column, kind)  # type: ignore[union-attr]
         db.execute(f"UPDATE {TABLE} SET remote_state = 'present' WHERE remote_state IS NULL")
@@ -188,7 +199,29 @@ def _merge_duplicates(db: sqlite_utils.Database) -> int:
     return max(cursor.rowcount, 0)
 
 
-_MIGRATIONS: list[Callable[[sqlite_utils.Database], tuple[int, bool]]] = [_v1_create_or_adopt]
+def _v2_sync_state(db: sqlite_utils.Database) -> tuple[int, bool]:
+    """The per-row sync sequence number and the per-profile sync state."""
+    if "last_sync_seq" not in db[TABLE].columns_dict:
+        db[TABLE].add_column("last_sync_seq", int)  # type: ignore[union-attr]
+    # No row for a profile means no full listing is known to have completed:
+    # its first incremental sync lists everything (a catalogue of the
+    # previous version may hold the pages of an interrupted sync).
+    db.execute(
+        f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+            profile_id TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            clean_seq INTEGER NOT NULL DEFAULT 0,
+            full_seq INTEGER,
+            full_at TEXT
+        )"""
+    )
+    return 0, False
+
+
+_MIGRATIONS: list[Callable[[sqlite_utils.Database], tuple[int, bool]]] = [
+    _v1_create_or_adopt,
+    _v2_sync_state,
+]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -30,6 +30,7 @@ from veo3dl._models import MediaItem
 from veo3dl._records import DateCounts, DownloadRecord, StoreCounts, StoredItem
 from veo3dl._schema import (
     SCHEMA_VERSION,
+    STATE_TABLE,
     TABLE,
     MigrationReport,
     UnusableDatabase,
@@ -45,6 +46,7 @@ __all__ = ["ImageStore", "UpsertCounts", "iso_utc"]
 _ITEM_COLUMNS = (
     "media_type", "media_key", "workflow_id", "project_id", "aspect_ratio", "created_at", "fife_url",
 )  # fmt: skip
+_SYNC_COLUMNS = ("synced_at", "last_sync_id", "last_sync_seq")
 
 
 def iso_utc(moment: datetime | None = None) -> str:
@@ -234,12 +236,20 @@ class ImageStore:
     # ---------------------------------------------------------------- sync
 
     def upsert_items(
-        self, profile_id: str, items: Sequence[MediaItem], *, sync_id: str, synced_at: str
+        self,
+        profile_id: str,
+        items: Sequence[MediaItem],
+        *,
+        sync_seq: int,
+        synced_at: str,
+        sync_id: str | None = None,
     ) -> UpsertCounts:
         """Insert new items and refresh known ones, in the caller's transaction.
 
         Metadata and ``fife_url`` are refreshed; ``local_path``, ``sha256``,
-        ``size_bytes`` and ``downloaded_at`` are never touched.
+        ``size_bytes`` and ``downloaded_at`` are never touched.  A row's
+        ``last_sync_seq`` becomes *sync_seq* unless a later sync listed it
+        already (it is never lowered; see :meth:`mark_missing`).
         """
         if not items:
             return UpsertCounts(0, 0)
@@ -248,20 +258,19 @@ class ImageStore:
             (
                 uuid.uuid4().hex, profile_id, item.name, item.media_type.value, item.media_key,
                 item.workflow_id, item.project_id, item.aspect_ratio, iso_utc(item.create_time),
-                item.fife_url, synced_at, sync_id,
+                item.fife_url, synced_at, sync_id, sync_seq,
             )
             for item in items
         ]  # fmt: skip
-        columns = ", ".join(
-            ("id", "profile_id", "name", *_ITEM_COLUMNS, "synced_at", "last_sync_id")
-        )
+        columns = ", ".join(("id", "profile_id", "name", *_ITEM_COLUMNS, *_SYNC_COLUMNS))
         refresh = ", ".join(
             f"{c} = coalesce(excluded.{c}, {c})" for c in _ITEM_COLUMNS
         )  # an item without a fifeUrl this time keeps the last known one
         self.db.conn.executemany(
-            f"INSERT INTO {TABLE} ({columns}, remote_state) VALUES ({', '.join('?' * 12)}, 'present') "
+            f"INSERT INTO {TABLE} ({columns}, remote_state) VALUES ({', '.join('?' * 13)}, 'present') "
             f"ON CONFLICT(profile_id, name) DO UPDATE SET {refresh}, synced_at = excluded.synced_at, "
-            "last_sync_id = excluded.last_sync_id, remote_state = 'present'",
+            "last_sync_id = excluded.last_sync_id, remote_state = 'present', "
+            "last_sync_seq = max(coalesce(last_sync_seq, 0), excluded.last_sync_seq)",
             rows,
         )
         inserted = sum(1 for item in items if item.name not in known)
@@ -280,12 +289,16 @@ class ImageStore:
             found.update(row[0] for row in rows)
         return found
 
-    def mark_missing(self, profile_id: str, sync_id: str) -> int:
-        """Mark items a complete listing (*sync_id*) did not see as missing; never delete."""
+    def mark_missing(self, profile_id: str, sync_seq: int) -> int:
+        """Mark items a complete listing (sync *sync_seq*) did not see as missing; never delete.
+
+        Only rows no sync numbered *sync_seq* or later listed: a row an
+        overlapping later sync listed stays present.  In the caller's transaction.
+        """
         cursor = self.db.conn.execute(
             f"UPDATE {TABLE} SET remote_state = 'missing' WHERE profile_id = ? "
-            "AND remote_state != 'missing' AND (last_sync_id IS NULL OR last_sync_id != ?)",
-            (profile_id, sync_id),
+            "AND remote_state != 'missing' AND coalesce(last_sync_seq, 0) < ?",
+            (profile_id, sync_seq),
         )
         return max(cursor.rowcount, 0)
 
@@ -381,6 +394,11 @@ class ImageStore:
     def forget(self, profile_id: str) -> int:
         """Delete *profile_id*'s records (the seed's "force refresh"); files stay on disk."""
         with self.transaction("forgetting a profile") as db:
+            # An empty catalogue is not a complete listing: the next incremental sync lists all.
+            db.conn.execute(
+                f"UPDATE {STATE_TABLE} SET full_seq = NULL, full_at = NULL WHERE profile_id = ?",
+                (profile_id,),
+            )
             return max(
                 db.conn.execute(
                     f"DELETE FROM {TABLE} WHERE profile_id = ?", (profile_id,)

@@ -6,8 +6,11 @@ whole pages: a sync cut off anywhere (an exception, a kill) leaves the pages
 of every finished batch stored and the rest untouched, and the next sync
 completes the job.  A commit per page would spend a fifth of a fast sync in
 ``COMMIT``.  Only a full listing that ended by itself may mark
-items ``missing``; an incremental sync (newest first, stop at the first page
-already stored) never does.
+items ``missing``, and only those no sync of its number or later listed (see
+:mod:`veo3dl._sync_state`); an incremental sync (newest first, stop at the
+first page whose items are all stored) never does.  An incremental sync on
+a catalogue that may have holes (no full listing has completed since a sync
+was cut short) lists everything instead, and says so in its report.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import attrs
 from veo3dl._logging import get_logger
 from veo3dl._models import ListingStop, MediaItem
 from veo3dl._store import ImageStore, iso_utc
+from veo3dl._sync_state import finish_sync, start_sync
 from veo3dl._transport import PageListing
 
 __all__ = ["SyncProgress", "SyncReport", "run_sync"]
@@ -52,7 +56,12 @@ class SyncReport:
     ``complete`` is true when the listing was followed to its end (for a full
     sync, the only case in which vanished items are marked missing); ``loop_guard`` when the
     service looped and a guard ended the listing; ``caught_up`` when an
-    incremental sync stopped at a page it already had.
+    incremental sync stopped at a page it already had.  ``incremental`` is
+    what was asked for; ``fell_back_to_full`` is true when an incremental
+    sync listed everything instead (``fallback_reason`` says why: no full
+    listing had completed since a sync was cut short) — it still marks
+    nothing missing.  ``sync_seq`` is the sync's sequence number in its
+    profile.
     """
 
     profile_id: str
@@ -69,6 +78,9 @@ class SyncReport:
     incremental: bool
     caught_up: bool
     duration: float
+    fell_back_to_full: bool = False
+    fallback_reason: str | None = None
+    sync_seq: int = 0
 
 
 def run_sync(
@@ -86,6 +98,11 @@ def run_sync(
     pages = seen = inserted = updated = skipped = repeated = 0
     caught_up = False
     log = _log.bind(profile_id=profile_id, incremental=incremental)
+    with store.transaction("starting the sync") as db:
+        start = start_sync(db.conn, profile_id, incremental=incremental)
+    seq, stop_when_known = start.seq, start.incremental
+    if start.fallback is not None:
+        log.info("incremental_sync_lists_everything", reason=start.fallback)
     batch: list[MediaItem] = []
     flushed_at = time.monotonic()
 
@@ -93,7 +110,9 @@ def run_sync(
         nonlocal inserted, updated, flushed_at
         if batch:
             with store.transaction("storing listing pages"):
-                counts = store.upsert_items(profile_id, batch, sync_id=sync_id, synced_at=synced_at)
+                counts = store.upsert_items(
+                    profile_id, batch, sync_seq=seq, synced_at=synced_at, sync_id=sync_id
+                )
             inserted += counts.inserted
             updated += counts.updated
             log.debug("pages_stored", items=len(batch), inserted=counts.inserted)
@@ -107,9 +126,13 @@ def run_sync(
             repeated += page.repeated
             seen += len(page.items)
             # Read outside the write transaction: a hint for stopping, not a count.
-            all_known = incremental and len(
-                store.existing_names(profile_id, [i.name for i in page.items])
-            ) == len(page.items)
+            # A page with no items (empty, all malformed, all repeats) proves nothing.
+            all_known = (
+                stop_when_known
+                and bool(page.items)
+                and len(store.existing_names(profile_id, [i.name for i in page.items]))
+                == len(page.items)
+            )
             batch.extend(page.items)
             due = len(batch) >= FLUSH_ITEMS or time.monotonic() - flushed_at >= FLUSH_SECONDS
             if due or all_known or not page.has_next:
@@ -130,9 +153,12 @@ def run_sync(
     stop = None if caught_up else listing.stop
     complete = stop is not None and stop.complete
     marked = 0
-    if complete and not incremental:
-        with store.transaction("marking vanished items"):
-            marked = store.mark_missing(profile_id, sync_id)
+    if complete or caught_up:  # no hole left; anything else counts as cut short
+        marking = complete and not incremental
+        with store.transaction("marking vanished items" if marking else "finishing the sync") as db:
+            if marking:
+                marked = store.mark_missing(profile_id, seq)
+            finish_sync(db.conn, profile_id, seq, complete=complete, at=iso_utc())
     report = SyncReport(
         profile_id=profile_id,
         pages=pages,
@@ -148,8 +174,18 @@ def run_sync(
         incremental=incremental,
         caught_up=caught_up,
         duration=time.monotonic() - started,
+        fell_back_to_full=start.fallback is not None,
+        fallback_reason=start.fallback,
+        sync_seq=seq,
     )
     log.info(
-        "sync_finished", pages=pages, seen=seen, inserted=inserted, missing=marked, stop=str(stop)
+        "sync_finished",
+        pages=pages,
+        seen=seen,
+        inserted=inserted,
+        missing=marked,
+        stop=str(stop),
+        seq=seq,
+        fell_back_to_full=start.fallback is not None,
     )
     return report
