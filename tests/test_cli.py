@@ -532,3 +532,13 @@ def test_demo_summary_counts_in_words() -> None:
         "2 items",
     )
     assert (_times(1), _times(2), _times(5)) == ("once", "twice", "5 times")
+
+
+def test_incremental_sync_says_when_it_lists_everything(flow: FlowEmulator, tmp_path: Path) -> None:
+    db, env = tmp_path / "cat.db", env_for(flow)
+    code, out, err = run(["sync", "--db", str(db), "--profile", "me", "--incremental"], env)
+    assert code == 0 and "synced 42 items" in out
+    assert "listed everything" in err and "no full sync has completed" in err
+    flow.add_items(2)
+    code, out, err = run(["sync", "--db", str(db), "--profile", "me", "--incremental"], env)
+    assert code == 0 and "2 new" in out and "listed everything" not in err

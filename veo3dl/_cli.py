@@ -109,7 +109,10 @@ def _configure_secrets(ctx: click.Context, options: ClientOptions) -> LogConfig:
 @click.option(
     "--incremental",
     is_flag=True,
-    help="Stop at the first page already stored (never marks vanished items).",
+    help=(
+        "Stop at the first page already stored (never marks vanished items); lists "
+        "everything when no full sync has completed since one was cut short."
+    ),
 )
 @client_options
 @click.pass_context
@@ -136,6 +139,11 @@ def sync(
             f"synced {report.seen} items for {profile!r}: {report.inserted} new, {report.updated} refreshed, "
             f"{report.marked_missing} gone from Flow, {report.skipped_malformed} malformed skipped ({how})"
         )
+        if report.fell_back_to_full:
+            click.echo(
+                f"note: listed everything instead of only what is new ({report.fallback_reason})",
+                err=True,
+            )
         if report.loop_guard:
             click.echo(
                 f"note: the service looped ({report.stop}); a loop guard ended the listing, "
