@@ -542,3 +542,16 @@ def test_incremental_sync_says_when_it_lists_everything(flow: FlowEmulator, tmp_
     flow.add_items(2)
     code, out, err = run(["sync", "--db", str(db), "--profile", "me", "--incremental"], env)
     assert code == 0 and "2 new" in out and "listed everything" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--api-key", "AIza bad key"), ("--cookie", "session=caf\u00e9"), ("--bearer-token", "a\nb")],
+)
+def test_a_credential_a_header_cannot_carry_is_exit_2(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    code, _, err = run(["sync", "--db", str(tmp_path / "c.db"), "--profile", "me", option, value])
+    assert code == 2, err
+    assert err.startswith("veo3dl: ") and len(err.strip().splitlines()) == 1
+    assert "VEO3DL_" in err and value not in err and "Traceback" not in err

@@ -98,7 +98,9 @@ def client_options(command: F) -> F:
         api_url: str,
         **kwargs: Any,
     ) -> Any:
-        options = ClientOptions(Credentials(cookie, bearer_token, api_key), labs_url, api_url)
+        with cli_errors():  # a credential that cannot travel in a header is a usage error
+            credentials = Credentials(cookie, bearer_token, api_key)
+        options = ClientOptions(credentials, labs_url, api_url)
         return command(*args, options=options, **kwargs)
 
     return wrapper  # type: ignore[return-value]
