@@ -19,9 +19,12 @@ from hypothesis import strategies as st
 from veo3dl._atomic import AtomicFile, clean_stale_parts, file_matches
 from veo3dl._paths import (
     DEFAULT_TEMPLATE,
+    digest,
+    fold_path,
     render_destination,
     resolve_inside,
     safe_component,
+    unique_stem,
     validate_template,
 )
 from veo3dl._sniff import SNIFF_BYTES, MediaKind, sniff
@@ -390,6 +393,71 @@ def test_commit_replaces_an_existing_file(tmp_path: Path) -> None:
         assert final.read_bytes() == b"old and damaged"
         out.commit()
     assert final.read_bytes() == b"new"
+
+
+def test_commit_with_may_replace_asks_only_when_a_file_is_there(tmp_path: Path) -> None:
+    asked: list[Path] = []
+    with AtomicFile(tmp_path / "k.bin") as out:
+        out.write(b"new")
+        out.commit(may_replace=lambda path: asked.append(path) or False)
+    assert (tmp_path / "k.bin").read_bytes() == b"new" and asked == []
+    assert names(tmp_path) == {"k.bin"}
+
+
+def test_commit_never_replaces_a_file_may_replace_refuses(tmp_path: Path) -> None:
+    final = tmp_path / "k.bin"
+    final.write_bytes(b"someone else's")
+    asked: list[Path] = []
+    with AtomicFile(final, item="CAMa1") as out:
+        out.write(b"new")
+        with pytest.raises(StorageError, match="not this item's file") as caught:
+            out.commit(may_replace=lambda path: asked.append(path) or False)
+    assert caught.value.item == "CAMa1" and caught.value.path == str(final)
+    assert asked == [final] and final.read_bytes() == b"someone else's"
+    assert names(tmp_path) == {"k.bin"}  # no part file left
+
+
+def test_commit_replaces_a_file_may_replace_allows(tmp_path: Path) -> None:
+    final = tmp_path / "k.bin"
+    final.write_bytes(b"damaged")
+    with AtomicFile(final) as out:
+        out.write(b"new")
+        out.commit(may_replace=lambda path: path == final)
+    assert final.read_bytes() == b"new" and names(tmp_path) == {"k.bin"}
+
+
+def test_commit_without_hard_links_still_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    (tmp_path / "taken.bin").write_bytes(b"theirs")
+    with AtomicFile(tmp_path / "taken.bin") as out:
+        out.write(b"mine")
+        with pytest.raises(StorageError):
+            out.commit(may_replace=lambda path: False)
+    with AtomicFile(tmp_path / "free.bin") as out:
+        out.write(b"mine")
+        out.commit(may_replace=lambda path: False)
+    assert (tmp_path / "taken.bin").read_bytes() == b"theirs"
+    assert (tmp_path / "free.bin").read_bytes() == b"mine"
+    assert names(tmp_path) == {"taken.bin", "free.bin"}
+
+
+def test_unique_stem_appends_the_name_digest_to_the_file_name() -> None:
+    assert unique_stem("2025-10-29/key", "CAMa1") == f"2025-10-29/key~{digest('CAMa1')}"
+    assert unique_stem("key", "CAMa1") == f"key~{digest('CAMa1')}"
+    assert unique_stem("d/key", "CAMa1") != unique_stem("d/key", "CAMa2")
+    long = unique_stem("d/" + "é" * 150, "CAMa1")
+    assert long.startswith("d/é") and len((long.split("/")[-1] + ".webm").encode()) <= 200
+
+
+def test_fold_path_compares_as_a_case_insensitive_disk_does() -> None:
+    assert fold_path("D/Key.PNG") == fold_path("d/key.png")
+    assert fold_path(unicodedata.normalize("NFD", "é")) == fold_path("É")
+    assert fold_path("d/key") != fold_path("d/key2")
 
 
 def test_empty_file(tmp_path: Path) -> None:

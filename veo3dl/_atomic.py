@@ -17,9 +17,11 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from veo3dl._file_checks import file_matches, sha256_file, storage_error
 from veo3dl._paths import StrPath, digest, truncate_utf8
 from veo3dl._sniff import SNIFF_BYTES, MediaKind, verify_complete
 from veo3dl.exceptions import ConfigError, StorageError
@@ -29,21 +31,20 @@ __all__ = ["AtomicFile", "clean_stale_parts", "file_matches", "sha256_file"]
 _CHUNK = 1 << 20
 _PART = re.compile(r"\.(?P<stem>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.part", re.DOTALL)
 _PART_STEM_MAX = 200
-
-
-def _storage_error(exc: OSError, *, doing: str, path: Path, item: str | None) -> StorageError:
-    code = exc.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        message, hint = f"disk full while {doing} {path}", "free space and run again"
-    elif code == errno.EROFS:
-        message = f"destination is read-only: {doing} {path} failed"
-        hint = "choose a writable storage directory"
-    elif code in (errno.EACCES, errno.EPERM):
-        message = f"destination is not writable: {doing} {path} failed"
-        hint = "check the storage directory's permissions"
-    else:
-        message, hint = f"{doing} {path} failed: {exc.strerror or exc}", None
-    return StorageError(message, path=str(path), item=item, hint=hint)
+# link() cannot be used on this file system: fall back to checking, then renaming.
+_NO_LINK = frozenset(
+    code
+    for code in (
+        errno.EPERM,
+        errno.EACCES,
+        errno.EXDEV,
+        errno.EMLINK,
+        errno.ENOSYS,
+        getattr(errno, "ENOTSUP", None),
+        getattr(errno, "EOPNOTSUPP", None),
+    )
+    if code is not None
+)
 
 
 def _part_stem(final_name: str) -> str:
@@ -131,7 +132,7 @@ class AtomicFile:
                 self._hash, self._head, self._size = hashlib.sha256(), b"", 0
         except OSError as exc:
             self.abort()
-            raise _storage_error(
+            raise storage_error(
                 exc, doing="creating a part file for", path=self.final_path, item=item
             ) from exc
 
@@ -145,7 +146,7 @@ class AtomicFile:
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _storage_error(exc, doing="creating", path=self._dir, item=self.item) from exc
+            raise storage_error(exc, doing="creating", path=self._dir, item=self.item) from exc
         # A new folder's own entry lives in its parent: fsync that too.
         return [*synced, synced[-1].parent] if len(synced) > 1 else synced
 
@@ -205,7 +206,7 @@ class AtomicFile:
 
     def _fail(self, exc: OSError, doing: str) -> StorageError:
         self.abort()
-        return _storage_error(exc, doing=doing, path=self.final_path, item=self.item)
+        return storage_error(exc, doing=doing, path=self.final_path, item=self.item)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data``; return its length.  Raises :class:`StorageError` (file removed)."""
@@ -240,11 +241,21 @@ class AtomicFile:
         self._open_fd()
         verify_complete(self.temp_path, kind, self._size, item=self.item)
 
-    def commit(self, final_path: StrPath | None = None) -> Path:
+    def commit(
+        self,
+        final_path: StrPath | None = None,
+        *,
+        may_replace: Callable[[Path], bool] | None = None,
+    ) -> Path:
         """Move the file into place, durably; return the final path.
 
         ``final_path`` may rename the file (e.g. once sniffing gave the
-        extension) but must be in the same folder.
+        extension) but must be in the same folder.  A file already at the
+        final path is replaced, unless *may_replace* is given: then it is
+        asked about the existing path, and when it says no the part file is
+        removed and :class:`StorageError` raised, the existing file untouched.
+        (Where the file system has hard links, the "no file there" case is
+        atomic: a file appearing meanwhile is never replaced unasked.)
         """
         fd = self._open_fd()
         target = self.final_path if final_path is None else Path(os.path.abspath(final_path))
@@ -254,7 +265,19 @@ class AtomicFile:
             os.fsync(fd)
             self._fd = None
             os.close(fd)
-            os.replace(self.temp_path, target)
+            if may_replace is None:
+                os.replace(self.temp_path, target)
+            elif not self._place(target, may_replace):
+                raise StorageError(
+                    f"{target} already exists and is not this item's file; it was left alone",
+                    path=str(target),
+                    item=self.item,
+                    hint="another item or program put it there: move it away and run again",
+                )
+        except StorageError:
+            self.final_path = target
+            self.abort()
+            raise
         except OSError as exc:
             self.final_path = target
             raise self._fail(exc, "saving") from exc
@@ -263,6 +286,27 @@ class AtomicFile:
         for folder in self._synced_dirs:
             _fsync_dir(folder, item=self.item)
         return target
+
+    def _place(self, target: Path, may_replace: Callable[[Path], bool]) -> bool:
+        """Put the part file at *target* without replacing a file *may_replace* refuses."""
+        try:
+            os.link(self.temp_path, target)  # fails if anything is there: no race
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            if not os.path.lexists(target):
+                os.replace(self.temp_path, target)
+                return True
+        else:
+            with contextlib.suppress(OSError):  # a leftover part is cleaned later
+                os.unlink(self.temp_path)
+            return True
+        if not may_replace(target):
+            return False
+        os.replace(self.temp_path, target)
+        return True
 
     def keep_part(self) -> Path:
         """Close without committing but keep the part file for a later ``resume=True``."""
@@ -313,7 +357,7 @@ def _fsync_dir(folder: Path, *, item: str | None) -> None:
     except OSError as exc:
         # Some file systems cannot fsync a folder; the data itself is synced.
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES):
-            raise _storage_error(exc, doing="syncing", path=folder, item=item) from exc
+            raise storage_error(exc, doing="syncing", path=folder, item=item) from exc
 
 
 def clean_stale_parts(root: Path, *, older_than: float = 0.0) -> int:
@@ -344,41 +388,6 @@ def clean_stale_parts(root: Path, *, older_than: float = 0.0) -> int:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise _storage_error(exc, doing="removing", path=Path(path), item=None) from exc
+                raise storage_error(exc, doing="removing", path=Path(path), item=None) from exc
             removed += 1
     return removed
-
-
-def file_matches(path: StrPath, size: int, sha256: str | None = None) -> bool:
-    """True if ``path`` is a regular file (not a symlink) of ``size`` bytes and, if given, hash.
-
-    Raises :class:`StorageError` when the file exists but cannot be read.
-    """
-    try:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-            return False
-        if sha256 is None:
-            return True
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as exc:
-        raise _storage_error(exc, doing="reading", path=Path(path), item=None) from exc
-    try:
-        return sha256_file(path) == sha256.lower()
-    except StorageError:
-        if not os.path.lexists(path):
-            return False
-        raise
-
-
-def sha256_file(path: StrPath) -> str:
-    """The SHA-256 hex digest of a file, read in chunks.  Raises :class:`StorageError`."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise _storage_error(exc, doing="reading", path=Path(path), item=None) from exc
-    return digest.hexdigest()

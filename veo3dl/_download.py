@@ -10,9 +10,14 @@ For each :class:`~veo3dl.DownloadJob`, in a worker process:
    ``Expires`` has passed), resuming with ``Range`` if the connection is cut.
 3. Sniff the bytes: PNG, JPEG, GIF, WebP, AVIF/HEIC, MP4/MOV or WebM is
    accepted and gives the extension; HTML, JSON, XML or unknown bytes are an
-   :class:`~veo3dl.exceptions.IntegrityError`.  Check the file is whole
+   :class:`~veo3dl.exceptions.IntegrityError`, and so is an image for a
+   ``VIDEO`` job or a video for an ``IMAGE`` one.  Check the file is whole
    (a truncated PNG or MP4 has valid magic bytes too).
-4. fsync, rename into ``destination.{ext}``, fsync the folder.
+4. fsync, rename into ``destination.{ext}``, fsync the folder.  A file
+   already there is replaced only when it is one the job lists as
+   replaceable (:class:`PlannedJob`), is not whole media (a leftover), or
+   holds the very same bytes; otherwise the item fails with
+   :class:`~veo3dl.exceptions.StorageError` and the file is left alone.
 
 A failure is returned as a :class:`~veo3dl.DownloadResult` naming the error,
 with nothing left on disk.  Disk errors (full, read-only) are not worth a
@@ -24,15 +29,19 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from veo3dl._atomic import AtomicFile
 from veo3dl._client import FlowClient, MediaInfo
 from veo3dl._credentials import Credentials
+from veo3dl._file_checks import check_media_type, sha256_file, whole_media
 from veo3dl._jobs import DownloadJob, DownloadResult, MediaFetcher, TransportSpec
 from veo3dl._logging import get_logger
-from veo3dl._paths import resolve_inside
+from veo3dl._paths import fold_path, resolve_inside
 from veo3dl._sniff import describe_unwanted, sniff, verify_complete
 from veo3dl.exceptions import (
     ConfigError,
@@ -43,11 +52,43 @@ from veo3dl.exceptions import (
     Veo3dlError,
 )
 
-__all__ = ["DownloadHandler", "default_handler"]
+__all__ = ["DownloadHandler", "PlannedJob", "default_handler"]
 
 _log = get_logger(__name__)
 # Errors no second source can cure.
 _FINAL = (StorageError, UnsafePathError, ConfigError)
+
+
+@attrs.frozen
+class PlannedJob(DownloadJob):
+    """A :class:`DownloadJob` the service planned: it also lists what it may replace.
+
+    ``replaceable`` holds the paths (relative to the storage root, ``/``-
+    separated) of files at the destination that the parent found to be this
+    item's own (its damaged recorded file, or a leftover) when it planned
+    the job.  Any other file there is replaced only if it is not whole media
+    or holds the same bytes.
+    """
+
+    replaceable: tuple[str, ...] = ()
+
+
+def _replace_check(job: DownloadJob, relative: str, part: AtomicFile) -> Callable[[Path], bool]:
+    """Whether the download may replace the file at its final path (see the module docstring)."""
+    listed = {fold_path(path) for path in getattr(job, "replaceable", ())}
+
+    def may_replace(existing: Path) -> bool:
+        if fold_path(relative) in listed:
+            return True
+        if not existing.is_file() or existing.is_symlink():
+            return False
+        try:
+            whole_media(existing, None, item=job.name)
+        except IntegrityError:
+            return True  # a cut-short or damaged leftover: nobody's good file
+        return sha256_file(existing) == part.sha256
+
+    return may_replace
 
 
 class _PartSink:
@@ -142,7 +183,7 @@ class DownloadHandler:
             # Same folder as the probe, already resolved inside the root; the
             # extension is one of ours.  (rename replaces a symlink, never follows it.)
             final = probe.with_name(probe.name[: -len("download")] + kind.extension)
-            part.commit(final)
+            part.commit(final, may_replace=_replace_check(job, relative, part))
             payload: Any = info.payload if info is not None else None
             notes = tuple(
                 f"{source} failed first: {_short(error)}"
@@ -191,7 +232,7 @@ class DownloadHandler:
 
 
 def _check_whole(part: AtomicFile, job: DownloadJob) -> None:
-    """The bytes must be a known media type, whole; else IntegrityError (and start over)."""
+    """The bytes must be whole media of the job's type; else IntegrityError (and start over)."""
     kind = sniff(part.head)
     if kind is None:
         what = describe_unwanted(part.head)
@@ -201,6 +242,7 @@ def _check_whole(part: AtomicFile, job: DownloadJob) -> None:
         )
     try:
         verify_complete(part.temp_path, kind, part.size, item=job.name)
+        check_media_type(kind, job.media_type, item=job.name)
     except IntegrityError:
         part.truncate_to(0)
         raise

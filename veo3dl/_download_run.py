@@ -3,31 +3,38 @@
 The parent does all the deciding and all the writing:
 
 * an item whose recorded file is on disk with the recorded size is skipped
-  without a request;
-* an item with no record but a whole file at its destination (a worker
-  finished it, then the parent was killed before recording) is adopted
-  after checking the file, again without a request;
-* everything else becomes a :class:`~veo3dl.DownloadJob` with its
-  destination computed here, and the pool's results are written to the
-  catalogue in batched transactions as they arrive.
+  without a request (when another row records the same file, its SHA-256
+  must match too); a row from the seed app (no size recorded) is skipped
+  only if its file is whole media of the item's type, and is then measured;
+* each other item gets a destination no other row records and no other item
+  of the call gets (:mod:`veo3dl._placement`);
+* a whole file already at that destination is adopted without a request
+  when the row records no file (a worker finished it, then the parent was
+  killed before recording), or when it has the recorded SHA-256;
+* everything else becomes a :class:`~veo3dl._download.PlannedJob` listing
+  the files at its destination it may replace, and the pool's results are
+  written to the catalogue in batched transactions as they arrive.  A
+  failure records ``attempts`` and ``last_error``; if the item's recorded
+  file was gone or wrong, its record is cleared too, so the catalogue never
+  claims a file that is not there.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import attrs
 
-from veo3dl._atomic import file_matches, sha256_file
+from veo3dl._download import PlannedJob
+from veo3dl._file_checks import file_matches, sha256_file, storage_error, whole_media
 from veo3dl._jobs import DownloadJob, DownloadResult, TransportSpec
 from veo3dl._logging import get_logger
-from veo3dl._paths import render_destination, resolve_inside
+from veo3dl._placement import EXTENSIONS, Placement
 from veo3dl._pool import DownloadPool, JobOutcome
 from veo3dl._records import DownloadRecord, StoredItem
-from veo3dl._sniff import MediaKind, sniff, verify_complete
 from veo3dl._store import ImageStore, iso_utc
 from veo3dl.exceptions import IntegrityError, Veo3dlError
 
@@ -36,7 +43,6 @@ __all__ = ["DownloadFailure", "DownloadProgress", "DownloadReport", "DownloadRun
 _log = get_logger(__name__)
 _FLUSH_RESULTS = 50
 _FLUSH_SECONDS = 0.5
-_EXTENSIONS = sorted({kind.extension for kind in MediaKind})
 
 
 @attrs.frozen
@@ -131,38 +137,67 @@ class DownloadRun:
         self.jobs: list[DownloadJob] = []
         self._pending: list[DownloadRecord] = []
         self._flushed_at = time.monotonic()
-        self._cleared: set[str] = set()
+        self.placement: Placement | None = None
+        self._cleared: set[str] = set()  # recorded files found gone or wrong
 
     # ------------------------------------------------------------ planning
 
-    def plan(self, items: Sequence[StoredItem]) -> None:
-        """Sort *items* into skipped, adopted, failed and jobs."""
+    def plan(self, items: Sequence[StoredItem], placement: Placement | None = None) -> None:
+        """Sort *items* into skipped, adopted, failed and jobs.
+
+        *placement* decides where files go (by default one over the whole
+        catalogue, see :mod:`veo3dl._placement`).
+        """
+        if placement is None:
+            placement = Placement.of_store(self.store, self.root, self.template, self.profile_id)
+        self.placement = placement
         for item in items:
             try:
-                if self._already_on_disk(item):
-                    self.skipped += 1
-                    continue
-                if item.last_error and not item.local_path and not self.retry_failed:
-                    self.not_retried += 1
-                    continue
-                destination = self._destination(item)
-                if self._adopt(item, destination):
-                    continue
+                job = self._plan_one(item, placement)
             except Veo3dlError as error:
                 self._fail(item.name, error)
                 continue
-            self.jobs.append(
-                DownloadJob(
-                    name=item.name,
-                    destination=str(destination),
-                    storage_root=str(self.root),
-                    media_type=item.media_type or "IMAGE",
-                    media_key=item.media_key,
-                    fife_url=item.fife_url,
-                    access=self.access,
+            except OSError as error:  # e.g. a file that cannot be opened: fail this item only
+                where = Path(error.filename) if error.filename else self.root
+                self._fail(
+                    item.name, storage_error(error, doing="reading", path=where, item=item.name)
                 )
-            )
+                continue
+            if job is not None:
+                self.jobs.append(job)
         self._flush()
+
+    def _plan_one(self, item: StoredItem, placement: Placement) -> PlannedJob | None:
+        if self._already_on_disk(item, placement):
+            self.skipped += 1
+            return None
+        recorded = self._recorded_path(item)
+        if recorded is not None:
+            # If fetching it again fails, the catalogue forgets the file - but
+            # only one under the storage root: a seed-app path on another disk
+            # may be out of reach only for now (not mounted).
+            if _is_inside(recorded, self.root):
+                self._cleared.add(item.name)
+        elif item.last_error and not self.retry_failed:
+            self.not_retried += 1
+            return None
+        stem = placement.stem(item)
+        if self._adopt(item, stem):
+            return None
+        # Whatever is at the item's own (unique) destination now may be replaced by its download.
+        present = tuple(
+            f"{stem}.{ext}" for ext in EXTENSIONS if os.path.lexists(self.root / f"{stem}.{ext}")
+        )
+        return PlannedJob(
+            name=item.name,
+            destination=stem,
+            storage_root=str(self.root),
+            media_type=item.media_type or "IMAGE",
+            media_key=item.media_key,
+            fife_url=item.fife_url,
+            access=self.access,
+            replaceable=present,
+        )
 
     def _recorded_path(self, item: StoredItem) -> Path | None:
         if not item.local_path:
@@ -170,62 +205,67 @@ class DownloadRun:
         path = Path(item.local_path)
         return path if path.is_absolute() else self.root / PurePosixPath(item.local_path)
 
-    def _already_on_disk(self, item: StoredItem) -> bool:
+    def _already_on_disk(self, item: StoredItem, placement: Placement) -> bool:
+        """True when the recorded file is there (measured and checked once for a seed-app row)."""
         path = self._recorded_path(item)
         if path is None:
             return False
         if item.size_bytes is not None:
-            if file_matches(path, item.size_bytes):
-                return True
-        elif path.is_file():  # a row adopted from the seed app: measure it once
-            self._pending.append(
-                DownloadRecord(
-                    name=item.name, ok=True, attempts=0, local_path=item.local_path,
-                    size_bytes=path.stat().st_size, sha256=sha256_file(path), downloaded_at=iso_utc(),
-                )
-            )  # fmt: skip
-            return True
-        # Recorded, but the file is gone or wrong: fetch again; clear the record if that fails.
-        self._cleared.add(item.name)
-        return False
+            # Two rows recording one file (an older version's doing): only the bytes can tell.
+            digest = item.sha256 if placement.shared(item) else None
+            return file_matches(path, item.size_bytes, digest)
+        if not path.is_file():
+            return False
+        # A row adopted from the seed app: check the file once, then record it.
+        try:
+            kind = whole_media(path, item.media_type, item=item.name)
+        except IntegrityError as error:
+            _log.info("recorded_file_refused", item=item.name, path=str(path), error=str(error))
+            return False  # fetched anew; the old file stays until the new one replaces it
+        digest = sha256_file(path)
+        if item.sha256 is not None and digest != item.sha256.lower():
+            return False
+        self._pending.append(
+            DownloadRecord(
+                name=item.name, ok=True, attempts=0, local_path=item.local_path,
+                size_bytes=path.stat().st_size, sha256=digest, mime_type=kind.mime_type,
+                downloaded_at=iso_utc(),
+            )
+        )  # fmt: skip
+        return True
 
-    def _destination(self, item: StoredItem) -> str:
-        when = item.created_at or item.synced_at or datetime.now(timezone.utc)
-        rendered = render_destination(
-            self.template,
-            create_time=when,
-            media_key=item.media_key or item.name,
-            name=item.name,
-            media_type=item.media_type or "IMAGE",
-            ext="x",
-        )
-        stem = str(rendered)[: -len(".x")]
-        resolve_inside(self.root, f"{stem}.x", item=item.name)
-        return stem
+    def _adopt(self, item: StoredItem, stem: str) -> bool:
+        """Record a whole file found at the item's destination, without a request.
 
-    def _adopt(self, item: StoredItem, destination: str) -> bool:
-        """Record a whole file a worker left at the destination (the parent died before recording)."""
-        for ext in _EXTENSIONS:
-            path = self.root / f"{destination}.{ext}"
+        For a row with no recorded file that is a file a worker wrote just
+        before the parent died; a row that records a file (its SHA-256 known)
+        adopts only a file with those very bytes.  Anything else is fetched
+        again and replaced atomically.
+        """
+        for ext in EXTENSIONS:
+            relative = f"{stem}.{ext}"
+            path = self.root / relative
             if not path.is_file() or path.is_symlink():
                 continue
-            with path.open("rb") as handle:
-                kind = sniff(handle.read(64))
-            if kind is None or kind.extension != ext:
-                continue
             try:
-                verify_complete(path, kind, path.stat().st_size, item=item.name)
+                kind = whole_media(path, item.media_type, item=item.name)
             except IntegrityError:
+                continue
+            if kind.extension != ext:
+                continue
+            digest = sha256_file(path)
+            if item.sha256 is not None and digest != item.sha256.lower():
+                _log.info("file_not_adopted", item=item.name, path=relative, why="other bytes")
                 continue
             self.adopted += 1
             self._pending.append(
                 DownloadRecord(
-                    name=item.name, ok=True, attempts=0, local_path=f"{destination}.{ext}",
-                    size_bytes=path.stat().st_size, sha256=sha256_file(path), mime_type=kind.mime_type,
+                    name=item.name, ok=True, attempts=0, local_path=relative,
+                    size_bytes=path.stat().st_size, sha256=digest, mime_type=kind.mime_type,
                     downloaded_at=iso_utc(),
                 )
             )  # fmt: skip
-            _log.info("file_adopted", item=item.name, path=f"{destination}.{ext}")
+            _log.info("file_adopted", item=item.name, path=relative)
             return True
         return False
 
@@ -334,3 +374,10 @@ class DownloadRun:
             not_retried=self.not_retried,
             busy_elsewhere=self.busy_elsewhere,
         )
+
+
+def _is_inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # unresolvable (a symlink loop): not ours to forget
+        return False

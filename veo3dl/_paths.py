@@ -7,6 +7,7 @@ arrives from the network, so it passes through :func:`safe_component` and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -21,10 +22,12 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "StrPath",
     "digest",
+    "fold_path",
     "render_destination",
     "resolve_inside",
     "safe_component",
     "truncate_utf8",
+    "unique_stem",
     "validate_template",
 ]
 
@@ -58,6 +61,23 @@ _ENDS = re.compile(r"\A[\s.]+|[\s.]+\Z")
 def digest(text: str) -> str:
     """A short stable hash of *text*, appended to names that had to be altered."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
+
+
+def fold_path(relative: str) -> str:
+    """*relative* as a case-insensitive file system compares it (NFC, case-folded)."""
+    return unicodedata.normalize("NFC", relative).casefold()
+
+
+def unique_stem(stem: str, name: str) -> str:
+    """*stem* (a ``/``-separated path without extension) made unique to item *name*.
+
+    ``~`` and :func:`digest` of *name* are appended to the last component,
+    which is first cut so that the file name (extension included) still fits.
+    """
+    folder, slash, last = stem.rpartition("/")
+    suffix = "~" + digest(name)
+    budget = _COMPONENT_MAX - len(suffix) - 1 - _FIXED_FIELDS["ext"]
+    return folder + slash + truncate_utf8(last, budget) + suffix
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -182,6 +202,7 @@ def validate_template(template: str) -> None:
     _checked_template(template)
 
 
+@functools.lru_cache(maxsize=32)
 def _checked_template(template: str) -> list[list[_Piece]]:
     components = _parse_template(template)
     # A trial run with harmless values catches what the template alone makes

@@ -121,7 +121,11 @@ class DownloadRecord:
 
     A success sets the file fields and clears ``last_error``; a failure adds
     to ``attempts`` and sets ``last_error``, and clears the file fields only
-    when *clear_local_path* says the recorded file is gone.
+    when *clear_local_path* says the recorded file is gone or not the item's
+    (the catalogue never claims a file that is not there; ``sha256`` is kept
+    as the item's known hash; a storage root that
+    is missing or empty as a whole is refused before that, see
+    :class:`~veo3dl.ImageService`).
     """
 
     name: str
@@ -152,7 +156,9 @@ class DownloadRecord:
                 ),
             )  # fmt: skip
         clear = (
-            ", local_path = NULL, size_bytes = NULL, sha256 = NULL, mime_type = NULL, downloaded_at = NULL"
+            # sha256 stays: it still says which bytes are the item's, so a
+            # stray file at its path is never adopted as the item's file.
+            ", local_path = NULL, size_bytes = NULL, mime_type = NULL, downloaded_at = NULL"
             if self.clear_local_path
             else ""
         )

@@ -8,6 +8,7 @@ jobs for the pool and the pool's results into ``local_path`` updates.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from veo3dl._jobs import TransportSpec
 from veo3dl._leases import Leases
 from veo3dl._logging import LogConfig, get_logger
 from veo3dl._paths import DEFAULT_TEMPLATE, validate_template
+from veo3dl._placement import recorded_relative
 from veo3dl._pool import DownloadPool
 from veo3dl._store import ImageStore
 from veo3dl._sync import SyncProgress, SyncReport, run_sync
@@ -140,13 +142,17 @@ class ImageService:
         skipped without a request.  The rest go through the pool; each file is
         verified, written atomically under ``storage_root`` and recorded
         (``local_path``, ``sha256``, ``size_bytes``, ``mime_type``,
-        ``downloaded_at``) — or its ``attempts`` and ``last_error`` are.
-        *on_progress* is called after each item.  Items gone from Flow
-        (``remote_state='missing'``) are left alone, and so are items that
-        failed before (``last_error`` set) unless *retry_failed*.
+        ``downloaded_at``) — or its ``attempts`` and ``last_error`` are (a
+        failure never forgets a file recorded before).  No two items share a
+        file (see docs/store.md).  *on_progress* is called after each item.
+        Items gone from Flow (``remote_state='missing'``) are left alone, and
+        so are items that failed before (``last_error`` set) unless
+        *retry_failed*.  Raises :class:`StorageError` when ``storage_root``
+        is missing or empty while the catalogue records files of the
+        profile under it (a disk not mounted, a wrong folder).
         """
         profile = _check_profile(profile_id)
-        root = self._prepared_root()
+        root = self._prepared_root(profile)
         items = self.store.items(profile, names=names, remote_state="present")
         run = DownloadRun(
             self.store,
@@ -181,8 +187,31 @@ class ImageService:
         )
         return report
 
-    def _prepared_root(self) -> Path:
+    def _prepared_root(self, profile: str) -> Path:
+        """The storage root, resolved (created when missing and nothing is recorded under it).
+
+        A root that is missing or empty while the catalogue records files of
+        *profile* under it is most likely a disk not mounted or a wrong
+        folder: refused, rather than downloading everything again there.
+        """
         root = self.storage_root
+        try:
+            empty = not root.exists() or (root.is_dir() and next(root.iterdir(), None) is None)
+        except OSError as error:
+            raise StorageError(f"cannot read the storage folder: {error}", path=str(root)) from None
+        if empty:
+            expected = self._recorded_under(profile, root)
+            if expected:
+                state = "does not exist" if not root.exists() else "is empty"
+                raise StorageError(
+                    f"the storage folder {root} {state}, but the catalogue records "
+                    f"{expected} downloaded file{'s' if expected != 1 else ''} of profile "
+                    f"{profile!r} under it",
+                    path=str(root),
+                    hint="is the disk mounted? pass the right --dest / storage_root; if the files "
+                    "are really gone, create the folder with any file in it (e.g. .keep) to "
+                    "download them again",
+                )
         try:
             root.mkdir(parents=True, exist_ok=True)
             root = root.resolve()
@@ -192,6 +221,14 @@ class ImageService:
             ) from None
         clean_stale_parts(root)
         return root
+
+    def _recorded_under(self, profile: str, root: Path) -> int:
+        """How many files the catalogue records for *profile* under *root*."""
+        absolute = Path(os.path.abspath(root))
+        return sum(
+            recorded_relative(item.local_path, absolute) is not None
+            for item in self.store.items(profile)
+        )
 
     @contextlib.contextmanager
     def _access(self) -> Iterator[TransportSpec | None]:
