@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
 import sys
 from pathlib import Path
 
 import invariants
 import pytest
+from conftest import Child
 
 from veo3dl import FlowClient, ImageService, ImageStore
 from veo3dl.testing import FlowEmulator
@@ -15,8 +16,9 @@ from veo3dl.testing import FlowEmulator
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("no_leftover_processes")]
 
 SCRIPT = """
-import sys
+import logging, sys
 from veo3dl import Credentials, FlowClient, ImageService, ImageStore
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(message)s")
 labs, api, cookie, key, root = sys.argv[1:6]
 client = FlowClient(Credentials(cookie=cookie, api_key=key), labs_url=labs, api_url=api)
 store = ImageStore(root + "/c.db", timeout=60)
@@ -38,21 +40,20 @@ def test_concurrent_downloads_fetch_each_item_once(
             ImageService(client, store).sync_metadata("p")
         creds = flow.credentials
         args = [flow.labs_url, flow.api_url, creds.cookie or "", creds.api_key or "", str(tmp_path)]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", SCRIPT, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(runs)
-        ]
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=150)
-            assert proc.returncode == 0, err[-3000:]
-            assert "locked" not in err
-            results.append([int(x) for x in out.split()])
+        results, outputs = [], []
+        with contextlib.ExitStack() as stack:
+            procs = [
+                stack.enter_context(
+                    Child([sys.executable, "-c", SCRIPT, *args], tmp_path / "logs", name="run")
+                )
+                for _ in range(runs)
+            ]
+            for proc in procs:
+                assert proc.wait(150) == 0, proc.stderr[-3000:]
+                assert "locked" not in proc.stderr
+                results.append([int(x) for x in proc.stdout.split()])
+                outputs += [proc.stdout, proc.stderr]
+            invariants.assert_no_orphans(tags=[proc.tag for proc in procs])
         total = len(flow.items)
         assert sum(downloaded for downloaded, *_ in results) == total
         assert all(failed == 0 for *_, failed in results)
@@ -68,3 +69,5 @@ def test_concurrent_downloads_fetch_each_item_once(
                 "SELECT count(*) FROM veo3_image_generations WHERE claimed_by IS NOT NULL"
             )
             assert leftover.fetchone()[0] == 0  # every lease released
+        everything = "\n".join([*outputs, invariants.catalogue_text(tmp_path / "c.db")])
+        invariants.assert_no_secret(everything, flow.credentials.secrets())

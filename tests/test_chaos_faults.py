@@ -9,24 +9,22 @@ or the database.
 
 from __future__ import annotations
 
-import logging
-import re
-import sqlite3
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import invariants
 import pytest
-import structlog
 
 from veo3dl import Credentials, FlowClient, ImageService, ImageStore, RetryPolicy
 from veo3dl.testing import Fault, FlowEmulator
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_leftover_processes")]
 FAST = RetryPolicy(attempts=3, backoff=0.01, backoff_max=0.05, retry_after_max=1.0)
-TOKEN_SHAPE = re.compile(r"ya29\.[A-Za-z0-9_-]{8,}")
-SIGNATURE = re.compile(r"Signature=(?!\[REDACTED\])[A-Za-z0-9%]{8,}")
+SIGNATURE = invariants.SIGNATURE
+assert_no_secret = invariants.assert_no_secret
+# The fixture captured_logs (conftest) collects every log line, at debug level.
 
 
 @attrs.frozen
@@ -118,32 +116,6 @@ MATRIX = [
 ]
 
 
-@pytest.fixture
-def captured_logs() -> Iterator[list[str]]:
-    """Every log line at debug level, structlog and stdlib alike, as text."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    def collect_structlog(_logger: object, _method: str, event: dict) -> str:
-        lines.append(repr(event))
-        raise structlog.DropEvent
-
-    root = logging.getLogger()
-    handler, level = Collect(logging.DEBUG), root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    structlog.configure(processors=[collect_structlog])
-    try:
-        yield lines
-    finally:
-        structlog.reset_defaults()
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def credentials_for(flow: FlowEmulator, kind: str) -> Credentials:
     creds = flow.credentials
     if kind == "cookie+key":
@@ -153,24 +125,16 @@ def credentials_for(flow: FlowEmulator, kind: str) -> Credentials:
     return creds
 
 
-def database_text(db: Path) -> str:
-    conn = sqlite3.connect(db)
-    try:
-        return "\n".join(repr(row) for row in conn.execute("SELECT * FROM veo3_image_generations"))
-    finally:
-        conn.close()
-
-
-def assert_no_secret(text: str, secrets: tuple[str, ...]) -> None:
-    for secret in secrets:
-        assert secret not in text
-    assert not TOKEN_SHAPE.search(text), TOKEN_SHAPE.search(text)
-
-
 @pytest.mark.parametrize("case", MATRIX, ids=lambda case: case.id)
-def test_fault_matrix(case: Case, tmp_path: Path, captured_logs: list[str]) -> None:
+def test_fault_matrix(
+    case: Case, chaos_seed: int, tmp_path: Path, captured_logs: list[str]
+) -> None:
     with FlowEmulator(
-        items=8, videos=1, image_bytes=(20_000, 60_000), video_bytes=(200_000, 300_000)
+        items=8,
+        videos=1,
+        seed=chaos_seed,
+        image_bytes=(20_000, 60_000),
+        video_bytes=(200_000, 300_000),
     ) as flow:
         target = next(i.name for i in flow.items[1:] if i.fife_in_listing)
         secrets = flow.credentials.secrets()
@@ -217,7 +181,12 @@ def test_fault_matrix(case: Case, tmp_path: Path, captured_logs: list[str]) -> N
         for name, path in recorded.items():
             assert path.read_bytes() == flow.content(name)  # zero invalid files recorded
         everything = "\n".join(
-            [*captured_logs, repr(report), str(report.failures), database_text(tmp_path / "c.db")]
+            [
+                *captured_logs,
+                repr(report),
+                str(report.failures),
+                invariants.catalogue_text(tmp_path / "c.db"),
+            ]
         )
         assert_no_secret(everything, secrets)
         assert not SIGNATURE.search("\n".join(captured_logs)), "a URL signature reached the logs"
@@ -304,6 +273,20 @@ def test_hostile_signed_urls_are_refused(url: str, tmp_path: Path) -> None:
         invariants.check(tmp_path / "c.db", tmp_path / "media")
 
 
+def _altered(cleaned: str, name: str) -> str:
+    """The folder a name that had to be altered gets: cleaned text, ``~``, a hash of the name."""
+    return f"{cleaned}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+# Hostile names straight from the listing, each with the folder it must land in.
+HOSTILE_NAMES = {
+    "../../escape": _altered("_.._escape", "../../escape"),  # separators replaced
+    "/abs/olute": _altered("_abs_olute", "/abs/olute"),
+    "a\x00b": _altered("ab", "a\x00b"),  # control characters dropped
+    "x" * 1000: _altered("x" * 107, "x" * 1000),  # cut to the field's 120 characters
+}
+
+
 def test_hostile_names_from_the_listing_never_escape(tmp_path: Path) -> None:
     with FlowEmulator(items=4, videos=0) as flow:
         store = ImageStore(tmp_path / "c.db")
@@ -319,18 +302,32 @@ def test_hostile_names_from_the_listing_never_escape(tmp_path: Path) -> None:
             path_template="{name}/{date}.{ext}",
         )
         service.sync_metadata("p")
-        for name in ["../../escape", "/abs/olute", "a\x00b", "x" * 1000]:
+        source = flow.items[0]
+        for name in HOSTILE_NAMES:
             store.db.execute(
                 "INSERT INTO veo3_image_generations (id, profile_id, name, media_key, created_at, fife_url, remote_state) "
                 "VALUES (?, 'p', ?, 'k', '2025-10-29T10:00:00Z', ?, 'present')",
-                [name[:8], name, flow.fife_url(flow.items[0].name)],
+                [name[:8], name, flow.fife_url(source.name)],
             )
         report = service.download_images("p")
+        rows = {row.name: row for row in store.items("p")}
         store.close()
-        assert report.downloaded >= 4
+        # Every hostile item succeeds, through its signed URL (the API knows no such name),
+        # into its own sanitised folder inside the root; the ordinary items are untouched.
+        assert report.failures == () and report.downloaded == 4 + len(HOSTILE_NAMES)
+        assert report.from_fallback == len(HOSTILE_NAMES)
+        media = (tmp_path / "media").resolve()
+        for name, folder in HOSTILE_NAMES.items():
+            row = rows[name]
+            assert row.local_path == f"{folder}/2025-10-29.{source.extension}", (name, row)
+            assert row.last_error is None
+            path = (media / row.local_path).resolve()
+            assert path.is_relative_to(media) and path.read_bytes() == flow.content(source.name)
+        recorded = invariants.check(tmp_path / "c.db", tmp_path / "media")
+        assert set(recorded) == set(rows)
         for path in (tmp_path / "media").rglob("*"):
-            assert path.resolve().is_relative_to((tmp_path / "media").resolve())
-        assert not (tmp_path / "escape").exists()
+            assert path.resolve().is_relative_to(media)
+        assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
 
 
 def test_malformed_listing_json_fails_the_sync_cleanly(tmp_path: Path) -> None:

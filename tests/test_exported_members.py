@@ -73,6 +73,7 @@ TESTING = {
     "FaultKind",
     "FlowEmulator",
     "MediaBlob",
+    "RequestHold",
 }
 
 

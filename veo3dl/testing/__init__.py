@@ -31,12 +31,16 @@ Faults are built with :class:`Fault` (``status``, ``rate_limited``, ``truncate``
 ``reset``, ``drip``, ``html``, ``json_200``, ``short_length``, ``expired_fife``,
 ``repeat_items``, ``loop_token``, ``latency``) and withdrawn through the
 :class:`FaultHandle` that :meth:`FlowEmulator.inject` returns.
+:meth:`FlowEmulator.hold` keeps chosen requests unanswered until released
+(a :class:`RequestHold`), so a test can act at an exact point of a client's
+run - kill it while page 2 is in flight, say.
 """
 
 from veo3dl.testing._emulator import DEFAULT_BASE_TIME, FlowEmulator
 from veo3dl.testing._faults import Fault, FaultHandle, FaultKind
 from veo3dl.testing._library import EmulatedItem
 from veo3dl.testing._media import MediaBlob
+from veo3dl.testing._state import RequestHold
 
 __all__ = [
     "DEFAULT_BASE_TIME",
@@ -46,4 +50,5 @@ __all__ = [
     "FaultKind",
     "FlowEmulator",
     "MediaBlob",
+    "RequestHold",
 ]

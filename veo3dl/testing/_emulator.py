@@ -15,7 +15,7 @@ from veo3dl.testing._library import EmulatedItem, Library, LibraryOptions
 from veo3dl.testing._media import MediaBlob
 from veo3dl.testing._server import HttpServer
 from veo3dl.testing._service import Service
-from veo3dl.testing._state import State
+from veo3dl.testing._state import RequestHold, State
 
 __all__ = ["DEFAULT_BASE_TIME", "FlowEmulator"]
 
@@ -130,6 +130,7 @@ class FlowEmulator:
         """Stop serving and close every connection; waits at most about *timeout* s."""
         if self._server is not None and not self._stopped:
             self._stopped = True
+            self._state.holds.release_all()
             self._server.stop(timeout)
 
     @property
@@ -258,6 +259,41 @@ class FlowEmulator:
     def clear_faults(self) -> None:
         """Withdraw every injected fault."""
         self._state.faults.clear()
+
+    def hold(
+        self,
+        endpoint: str | None,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> RequestHold:
+        """Hold requests before they are answered, until the returned hold is released.
+
+        Requests to *endpoint* (``None``: any), for item *name* if given, are
+        counted from now; the *nth* of them and the *times* - 1 after it
+        (*times* ``None``: every one from the *nth* on) are counted by
+        :meth:`requests`, then wait unanswered until ``release()`` is called,
+        the emulator stops, or *timeout* seconds pass.  ``wait(timeout)``
+        blocks until the *nth* arrives, so a test can act at an exact point
+        of a client's run::
+
+            page = flow.hold("listing", nth=3)
+            client = start_client()
+            assert page.wait(30)        # the client now waits for page 3
+            client.kill()
+            page.release()
+        """
+        if endpoint is not None and endpoint not in (*ENDPOINTS, "other"):
+            raise ConfigError(f"unknown endpoint {endpoint!r}")
+        if nth < 1:
+            raise ConfigError("nth must be at least 1")
+        if times is not None and times < 1:
+            raise ConfigError("times must be at least 1 (or None for every one)")
+        if timeout is not None and timeout < 0:
+            raise ConfigError("timeout must not be negative")
+        return self._state.holds.add(RequestHold(endpoint, name, nth, times, timeout))
 
     # --- observation -------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Every request that reaches here is counted (per endpoint and per item),
 faulted ones included, before any fault or validation can refuse it, so a
-test can assert both "retried three times" and "never asked".
+test can assert both "retried three times" and "never asked".  Right after
+being counted, a request a :class:`~veo3dl.testing._state.RequestHold`
+catches waits there until the hold is released.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class Service:
         endpoint, name = self._classify(request)
         with self._lock:
             self._counts[endpoint, name] += 1
+        self.state.holds.arrive(endpoint, name)
         if endpoint == "other":
             if request.role == _FILES_ROLE:
                 return xml_error(404, "No such object.", xml_code="NoSuchKey")
