@@ -40,6 +40,7 @@ def flow() -> Iterator[FlowEmulator]:
     with FlowEmulator() as emulator:
         yield emulator
         assert emulator.errors == []
+        assert emulator.deviations == []  # veo3dl sends what the web app sends
 
 
 def make_client(flow: FlowEmulator, credentials: Credentials | None = None, **kwargs) -> FlowClient:

@@ -35,6 +35,7 @@ def flow() -> Iterator[FlowEmulator]:
     with FlowEmulator() as emulator:
         yield emulator
         assert emulator.errors == []
+        assert emulator.deviations == []
 
 
 def make_service(

@@ -519,3 +519,20 @@ def test_hostile_requests_get_answers_not_server_errors(
         raw.sendall(b"POST /v1/media/x HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
         assert raw.recv(64).startswith(b"HTTP/1.1 4")
     assert emulator.errors == []
+
+
+def test_requests_without_the_web_apps_headers_are_noted(
+    emulator: FlowEmulator, session: requests.Session
+) -> None:
+    name = emulator.items[0].name
+    token = emulator.credentials.bearer_token
+    plain = f"{emulator.api_url}/v1/media/{name}?key={emulator.credentials.api_key}"
+    assert session.get(plain, headers=bearer(token)).status_code == 200
+    bare = session.get(listing_url(emulator), headers={"Cookie": emulator.credentials.cookie})
+    assert bare.status_code == 200
+    assert sorted(emulator.deviations) == [
+        "listing: no content-type: application/json header",
+        "media: no clientContext.tool=PINHOLE in the query",
+        "media: no origin: https://labs.google header",
+        "media: no referer: https://labs.google/ header",
+    ]

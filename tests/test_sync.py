@@ -32,6 +32,7 @@ def flow() -> Iterator[FlowEmulator]:
     with FlowEmulator() as emulator:
         yield emulator
         assert emulator.errors == []
+        assert emulator.deviations == []  # veo3dl sends what the web app sends
 
 
 def service_for(flow: FlowEmulator, db: Path, **kwargs) -> ImageService:

@@ -316,6 +316,15 @@ class FlowEmulator:
         return 0 if self._server is None else self._server.accepted
 
     @property
+    def deviations(self) -> list[str]:
+        """What clients left out that the web app sends (a header, a query value).
+
+        The emulator answers such requests anyway (how the real service
+        treats them is not known); a faithful client leaves this empty.
+        """
+        return list(self._state.deviations)
+
+    @property
     def errors(self) -> list[str]:
         """Tracebacks of emulator bugs (each answered 500); empty in a healthy run."""
         return [] if self._server is None else self._server.errors

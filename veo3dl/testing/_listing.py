@@ -116,6 +116,8 @@ def listing_response(state: State, request: Request) -> Response:
             "Request had invalid authentication credentials.",
             reason="ACCESS_TOKEN_REFRESH_NEEDED",
         )
+    if (request.header("content-type") or "").split(";")[0].strip() != "application/json":
+        state.deviation("listing", "no content-type: application/json header")
     try:
         size, cursor, has_meta = _parse_input(request.query)
         if has_meta and state.meta_cursor_quirk:

@@ -95,6 +95,7 @@ def media_response(state: State, request: Request) -> Response:
             "login cookie or other valid authentication credential.",
             reason=reason,
         )
+    _note_deviations(state, request, params)
     name = unquote(raw)
     item = state.library.get(name) if name else None
     if item is None:
@@ -110,3 +111,14 @@ def media_response(state: State, request: Request) -> Response:
         stream=lambda: _stream(prefix, blob, suffix),
         length=length,
     )
+
+
+def _note_deviations(state: State, request: Request, params: dict[str, list[str]]) -> None:
+    # What the web app sends besides the credentials (section 3).  The real
+    # service's answer without them is not known, so they are noted, not refused.
+    if params.get("clientContext.tool") != ["PINHOLE"]:
+        state.deviation("media", "no clientContext.tool=PINHOLE in the query")
+    if request.header("origin") != "https://labs.google":
+        state.deviation("media", "no origin: https://labs.google header")
+    if request.header("referer") != "https://labs.google/":
+        state.deviation("media", "no referer: https://labs.google/ header")

@@ -163,6 +163,13 @@ class State:
     cursor_secret: bytes = attrs.field(factory=lambda: secrets.token_bytes(16))
     files_url: str = ""
     holds: HoldRegistry = attrs.field(factory=HoldRegistry)
+    deviations: list[str] = attrs.field(factory=list)
+
+    def deviation(self, endpoint: str, what: str) -> None:
+        """Note that a client left out something the web app sends (answered anyway)."""
+        note = f"{endpoint}: {what}"
+        if note not in self.deviations:  # list.append is atomic; a rare duplicate is harmless
+            self.deviations.append(note)
 
     def __repr__(self) -> str:
         return f"State(files_url={self.files_url!r})"
