@@ -61,7 +61,11 @@ def free_port() -> int:
 def run_veo3dl(urls: list[str], folder: Path, workers: int, slots: int, pool: DownloadPool) -> None:
     jobs = [
         DownloadJob(
-            name=f"item{n}", destination=f"files/{n}", storage_root=str(folder), fife_url=url
+            name=f"item{n}",
+            destination=f"files/{n}",
+            storage_root=str(folder),
+            fife_url=url,
+            media_type="VIDEO" if url.endswith(".mp4") else "IMAGE",  # the handler checks it
         )
         for n, url in enumerate(urls)
     ]
