@@ -17,10 +17,12 @@ Each efficiency is the median of several runs after a warm-up, min and max shown
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psutil
@@ -91,6 +93,33 @@ def efficiency_runs(
                 results.append(len(flow.names) * latency / in_flight / elapsed)
                 peak_rss = max(peak_rss, sampler.peak)
     return results, peak_rss
+
+
+def _measure_memory(conn: Connection, flow: RemoteEmulator, workers: int, slots: int) -> None:
+    _, rss = efficiency_runs(flow, workers, slots, 0.1, 1)
+    conn.send(rss)
+
+
+def memory_in_fresh_process(flow: RemoteEmulator, workers: int, slots: int) -> int:
+    """Peak total RSS (parent + workers) of a download in a process that did nothing before.
+
+    A benchmark harness that already ran other figures carries their garbage
+    in its heap; a user's program that downloads does not.
+    """
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_measure_memory, args=(child, flow, workers, slots)
+    )
+    process.start()
+    child.close()
+    try:
+        if not parent.poll(600):
+            raise RuntimeError("the memory measurement did not finish")
+        return int(parent.recv())
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
 
 
 def video_peak(video_mb: int) -> tuple[int, float]:
