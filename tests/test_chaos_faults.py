@@ -17,7 +17,14 @@ import attrs
 import invariants
 import pytest
 
-from veo3dl import Credentials, FlowClient, ImageService, ImageStore, RetryPolicy
+from veo3dl import (
+    Credentials,
+    FlowClient,
+    ImageService,
+    ImageStore,
+    ProtocolError,
+    RetryPolicy,
+)
 from veo3dl.testing import Fault, FlowEmulator
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_leftover_processes")]
@@ -338,9 +345,8 @@ def test_malformed_listing_json_fails_the_sync_cleanly(tmp_path: Path) -> None:
         )
         service = ImageService(client, store)
         flow.inject(Fault.html(), endpoint="listing", times=None)
-        with pytest.raises(Exception) as info:
+        with pytest.raises(ProtocolError, match="listing"):
             service.sync_metadata("p")
-        assert type(info.value).__name__ == "ProtocolError" and "listing" in str(info.value)
         assert store.items("p") == []
         store.close()
 
