@@ -23,11 +23,13 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
+import requests
 from _server import emulator_process
 
 from veo3dl import DownloadJob, DownloadPool
@@ -83,6 +85,29 @@ def run_curl(curl: str, urls: list[str], folder: Path, concurrency: int) -> None
          "--parallel-immediate", "--config", str(config)],
         check=True, timeout=900,
     )  # fmt: skip
+
+
+def run_requests_threads(urls: list[str], folder: Path, concurrency: int) -> None:
+    """The floor of a Python client: C threads, a requests.Session each, bytes straight to disk."""
+    pending = list(enumerate(urls))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with requests.Session() as session:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    n, url = pending.pop()
+                response = session.get(url, timeout=60)
+                response.raise_for_status()
+                (folder / f"{n}.bin").write_bytes(response.content)
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def run_aria2(aria2c: str, urls: list[str], folder: Path, concurrency: int) -> None:
@@ -146,6 +171,10 @@ def latency_bound(
                 )
             row["veo3dl"] = [ideal / t for t in times]
             row["server_cpu"] = cpu
+            times, _ = timed_runs(
+                lambda d: run_requests_threads(list(flow.fife_urls), d, concurrency), runs, None
+            )
+            row["requests"] = [ideal / t for t in times]
             if curl:
                 times, _ = timed_runs(
                     lambda d: run_curl(curl, list(flow.fife_urls), d, concurrency), runs, None
