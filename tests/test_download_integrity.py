@@ -24,6 +24,7 @@ from veo3dl import (
     ImageStore,
     RetryPolicy,
 )
+from veo3dl._download_run import DownloadRun
 from veo3dl._paths import digest
 from veo3dl.exceptions import StorageError
 from veo3dl.testing import Fault, FlowEmulator
@@ -404,3 +405,63 @@ def test_bytes_of_the_other_media_type_are_refused(
     row = service.store.get("me", item.name)
     assert row.local_path is None and row.last_error
     assert files_under(service.storage_root) == []
+
+
+def test_a_failure_never_forgets_what_another_run_recorded_meanwhile(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    """Run B finds X's file gone; run A then downloads X; B's failure must not erase A's record."""
+    service = make_service(flow, tmp_path)
+    service.sync_metadata("me")
+    service.download_images("me")
+    x = images(flow)[0]
+    path = assert_own_file(service, flow, x.name)
+    path.unlink()
+    run_b = DownloadRun(
+        service.store,
+        "me",
+        storage_root=service.storage_root,
+        template=service.path_template,
+        access=None,
+        on_progress=None,
+        retry_failed=False,
+    )
+    run_b.plan(service.store.items("me", names=[x.name]))
+    assert [job.name for job in run_b.jobs] == [x.name]  # B will fetch X again
+    edit(  # meanwhile run A downloads X and records it, a second later
+        service,
+        f"UPDATE {TABLE} SET downloaded_at = '2999-01-01T00:00:00Z' WHERE name = ?",
+        (x.name,),
+    )
+    path.write_bytes(flow.content(x.name))
+    run_b._fail(x.name, StorageError("refused", item=x.name))
+    run_b._flush()
+    row = service.store.get("me", x.name)
+    assert row.local_path and row.last_error  # A's file stays recorded; B's failure is noted
+    assert assert_own_file(service, flow, x.name) == path
+
+
+def test_an_item_of_unknown_media_type_takes_either_kind(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    """A seed-app row has no media_type: its video is not refused as 'not an image'."""
+    service = make_service(flow, tmp_path)
+    service.sync_metadata("me")
+    edit(service, f"UPDATE {TABLE} SET media_type = NULL", ())
+    report = service.download_images("me")
+    assert report.ok and report.downloaded == len(flow.items)
+    video = next(i for i in flow.items if i.media_type == "VIDEO")
+    assert assert_own_file(service, flow, video.name).suffix == ".mp4"
+
+
+def test_a_recorded_path_holding_nul_fails_that_item_only(
+    flow: FlowEmulator, tmp_path: Path
+) -> None:
+    service = make_service(flow, tmp_path)
+    service.sync_metadata("me")
+    service.download_images("me")
+    bad = images(flow)[0]
+    edit(service, f"UPDATE {TABLE} SET local_path = ? WHERE name = ?", ("a\x00b.png", bad.name))
+    report = service.download_images("me")
+    assert report.failed == 1 and report.skipped == len(flow.items) - 1
+    assert "NUL" in report.failures[0].message and report.failures[0].name == bad.name

@@ -96,8 +96,9 @@ def test_parse_listing_strips_whitespace_and_skips_malformed() -> None:
 def test_missing_token_means_last_page() -> None:
     assert proto.parse_listing(listing_payload([workflow()])).next_token is None
     assert proto.parse_listing(listing_payload([workflow()], token="")).next_token is None
-    with pytest.raises(ProtocolError, match="nextPageToken"):
-        proto.parse_listing(listing_payload([workflow()], token=7))  # type: ignore[arg-type]
+    for odd in (7, 0, False, [], {}):  # falsy or not, only null and "" mean "no more pages"
+        with pytest.raises(ProtocolError, match="nextPageToken"):
+            proto.parse_listing(listing_payload([workflow()], token=odd))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("status", [500, "500", None])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from veo3dl import ImageStore, MediaItem, MediaType, StorageError
+from veo3dl import ConfigError, ImageStore, MediaItem, MediaType, StorageError
 from veo3dl._records import DownloadRecord
 from veo3dl._schema import COLUMNS, SCHEMA_VERSION, STATE_TABLE, TABLE, _v1_create_or_adopt
 from veo3dl._sync_state import read_sync_state
@@ -452,3 +454,36 @@ def test_read_only_refuses_what_it_cannot_report(tmp_path: Path, kind: str) -> N
         ImageStore(path, read_only=True)
     assert str(path) in str(info.value)
     assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_mark_missing_refuses_anything_but_a_sync_number(tmp_path: Path) -> None:
+    with ImageStore(tmp_path / "c.db") as store:
+        for wrong in ("sync-id", 1.5, True, None):
+            with pytest.raises(ConfigError, match="sync_seq"):
+                store.mark_missing("me", wrong)  # type: ignore[arg-type]
+
+
+def test_opening_waits_for_another_opener_instead_of_failing(tmp_path: Path) -> None:
+    """Opening waits while another connection holds the new file, rather than failing."""
+    db = tmp_path / "c.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # as another process creating the catalogue would
+    outcome: list[object] = []
+
+    def open_store() -> None:
+        try:
+            with ImageStore(db, timeout=30) as store:
+                outcome.append(store.counts("me").items)
+        except Exception as error:
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_store)
+    opener.start()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline and not outcome:  # it must still be waiting
+        opener.join(0.05)
+    assert outcome == [], outcome
+    holder.execute("COMMIT")
+    holder.close()
+    opener.join(30)
+    assert outcome == [0]

@@ -226,11 +226,17 @@ def test_two_processes_syncing_at_once(tmp_path: Path) -> None:
         db = tmp_path / "c.db"
         procs = [run_sync_process(flow, db) for _ in range(2)]
         outputs = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            assert "locked" not in err
-            outputs.append([int(x) for x in out.split()])
+        try:
+            for proc in procs:
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err
+                assert "locked" not in err
+                outputs.append([int(x) for x in out.split()])
+        finally:  # a failure above must not leave the other one running
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate(timeout=10)
         with ImageStore(db) as store:
             rows = store.items("default")
     assert len(rows) == 300 and len({r.name for r in rows}) == 300

@@ -36,7 +36,7 @@ from veo3dl._placement import EXTENSIONS, Placement
 from veo3dl._pool import DownloadPool, JobOutcome
 from veo3dl._records import DownloadRecord, StoredItem
 from veo3dl._store import ImageStore, iso_utc
-from veo3dl.exceptions import IntegrityError, Veo3dlError
+from veo3dl.exceptions import IntegrityError, StorageError, Veo3dlError
 
 __all__ = ["DownloadFailure", "DownloadProgress", "DownloadReport", "DownloadRun"]
 
@@ -138,7 +138,8 @@ class DownloadRun:
         self._pending: list[DownloadRecord] = []
         self._flushed_at = time.monotonic()
         self.placement: Placement | None = None
-        self._cleared: set[str] = set()  # recorded files found gone or wrong
+        # Rows whose recorded file was gone or wrong: (local_path, downloaded_at) as found.
+        self._forget: dict[str, tuple[str | None, str | None]] = {}
 
     # ------------------------------------------------------------ planning
 
@@ -163,6 +164,16 @@ class DownloadRun:
                     item.name, storage_error(error, doing="reading", path=where, item=item.name)
                 )
                 continue
+            except ValueError:  # a recorded path no file system takes (a NUL in a seed row)
+                self._fail(
+                    item.name,
+                    StorageError(
+                        "the recorded local_path cannot name a file (it holds a NUL)",
+                        item=item.name,
+                        hint="clear local_path of this row, then run again",
+                    ),
+                )
+                continue
             if job is not None:
                 self.jobs.append(job)
         self._flush()
@@ -177,7 +188,10 @@ class DownloadRun:
             # only one under the storage root: a seed-app path on another disk
             # may be out of reach only for now (not mounted).
             if _is_inside(recorded, self.root):
-                self._cleared.add(item.name)
+                # As the row spells it (to the second, as iso_utc writes it); a
+                # row spelled otherwise does not match, and is kept: the safe side.
+                when = iso_utc(item.downloaded_at) if item.downloaded_at else None
+                self._forget[item.name] = (item.local_path, when)
         elif item.last_error and not self.retry_failed:
             self.not_retried += 1
             return None
@@ -192,7 +206,7 @@ class DownloadRun:
             name=item.name,
             destination=stem,
             storage_root=str(self.root),
-            media_type=item.media_type or "IMAGE",
+            media_type=item.media_type,  # unknown (a seed-app row): either kind is accepted
             media_key=item.media_key,
             fife_url=item.fife_url,
             access=self.access,
@@ -348,7 +362,7 @@ class DownloadRun:
                 ok=False,
                 attempts=attempts,
                 error=f"{kind}: {message}",
-                clear_local_path=name in self._cleared,
+                forget_if=self._forget.get(name),
             )
         )
         _log.info("download_failed", item=name, kind=kind, error=message)

@@ -47,7 +47,9 @@ class DownloadJob:
     """Download one item to ``storage_root / destination`` + ``.{ext}``.
 
     ``destination`` is the path relative to the storage root without the
-    extension, which only the downloaded bytes can tell.  ``access`` says
+    extension, which only the downloaded bytes can tell.  ``media_type`` is
+    Flow's ``"IMAGE"`` or ``"VIDEO"``: bytes of the other kind are refused
+    (``None``, when not known, accepts either).  ``access`` says
     how to reach the service's media endpoint (``None``: the signed URL
     only); ``fife_url`` is the signed file URL to fall back on.
     """
@@ -55,7 +57,7 @@ class DownloadJob:
     name: str
     destination: str
     storage_root: str
-    media_type: str = "IMAGE"
+    media_type: str | None = None
     media_key: str | None = None
     fife_url: str | None = attrs.field(default=None, repr=_url_repr)
     access: TransportSpec | None = None

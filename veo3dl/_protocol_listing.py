@@ -98,9 +98,10 @@ def parse_listing(payload: object) -> ParsedPage:
         raise ProtocolError("userWorkflows is not a list", where=where)
     # Absent on the last page (section 2); null or "" are read the same way
     # rather than failing a sync over a spelling of "no more pages".
-    token = result.get("nextPageToken") or None
+    token = result.get("nextPageToken")
     if token is not None and not isinstance(token, str):
         raise ProtocolError("nextPageToken is not a string", where=where)
+    token = token or None
     items: list[MediaItem] = []
     skipped = 0
     for entry in workflows:

@@ -120,11 +120,13 @@ class DownloadRecord:
     """What to write to the catalogue after one download attempt.
 
     A success sets the file fields and clears ``last_error``; a failure adds
-    to ``attempts`` and sets ``last_error``, and clears the file fields only
-    when *clear_local_path* says the recorded file is gone or not the item's
-    (the catalogue never claims a file that is not there; ``sha256`` is kept
-    as the item's known hash; a storage root that
-    is missing or empty as a whole is refused before that, see
+    to ``attempts`` and sets ``last_error``.  *forget_if* is the row's
+    ``(local_path, downloaded_at)`` as the run found it, when that recorded
+    file was gone or not the item's: the failure then clears the file fields,
+    so that the catalogue never claims a file that is not there, but only if
+    the row still holds those values (another run may have recorded the item
+    meanwhile).  ``sha256`` is kept as the item's known hash.  A storage root
+    that is missing or empty as a whole is refused before any of this (see
     :class:`~veo3dl.ImageService`).
     """
 
@@ -140,7 +142,7 @@ class DownloadRecord:
     seed: int | None = None
     model: str | None = None
     error: str | None = None
-    clear_local_path: bool = False
+    forget_if: tuple[str | None, str | None] | None = None
 
     def update_statement(self, table: str, profile_id: str) -> tuple[str, tuple[Any, ...]]:
         """The ``UPDATE`` for this record, with its parameters."""
@@ -155,15 +157,22 @@ class DownloadRecord:
                     self.attempts, self.prompt, self.seed, self.model, profile_id, self.name,
                 ),
             )  # fmt: skip
-        clear = (
-            # sha256 stays: it still says which bytes are the item's, so a
-            # stray file at its path is never adopted as the item's file.
-            ", local_path = NULL, size_bytes = NULL, mime_type = NULL, downloaded_at = NULL"
-            if self.clear_local_path
-            else ""
+        if self.forget_if is None:
+            return (
+                f"UPDATE {table} SET attempts = coalesce(attempts, 0) + ?, last_error = ? "
+                "WHERE profile_id = ? AND name = ?",
+                (self.attempts, self.error, profile_id, self.name),
+            )
+        # Every SET expression reads the row as it was, so one test serves all
+        # four; sha256 stays: it still says which bytes are the item's, so a
+        # stray file at its path is never adopted as the item's file.
+        same = "(local_path IS ? AND downloaded_at IS ?)"
+        clears = ", ".join(
+            f"{column} = CASE WHEN {same} THEN NULL ELSE {column} END"
+            for column in ("local_path", "size_bytes", "mime_type", "downloaded_at")
         )
         return (
-            f"UPDATE {table} SET attempts = coalesce(attempts, 0) + ?, last_error = ?{clear} "
+            f"UPDATE {table} SET attempts = coalesce(attempts, 0) + ?, last_error = ?, {clears} "
             "WHERE profile_id = ? AND name = ?",
-            (self.attempts, self.error, profile_id, self.name),
+            (self.attempts, self.error, *self.forget_if * 4, profile_id, self.name),
         )

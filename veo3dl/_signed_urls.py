@@ -50,11 +50,12 @@ _FRESH_URLS_HINT = "run a sync to get fresh URLs"
 class _Resume:
     """What a cut download needs to ask for the rest of the same file."""
 
-    __slots__ = ("total", "validator")
+    __slots__ = ("restart", "total", "validator")
 
     def __init__(self) -> None:
         self.validator: str | None = None
         self.total: int | None = None
+        self.restart = False  # the file changed under a resume: start over, no failure
 
 
 class SignedUrlDownloader:
@@ -93,6 +94,9 @@ class SignedUrlDownloader:
             try:
                 if self._try_once(url, sink, resume, item):
                     return sink.size
+                if resume.restart:  # the next try asks for the whole file: it cannot loop
+                    resume.restart = False
+                    continue
                 error: Exception = TransportError(
                     "the file's body ended early", url=url_for_humans(url), item=item
                 )
@@ -194,6 +198,7 @@ class SignedUrlDownloader:
                 # splicing its tail onto what we hold would make a chimera.
                 sink.reset()
                 resume.validator = None
+                resume.restart = True
                 return False
             resume.total = total
         elif status == 200:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -53,6 +54,30 @@ def iso_utc(moment: datetime | None = None) -> str:
     """*moment* (default: now) as ISO 8601 UTC with a ``Z``, to the second."""
     moment = moment or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the catalogue in WAL mode, waiting up to *timeout* for other openers.
+
+    The switch needs the file to itself, and SQLite answers "database is
+    locked" at once (the busy timeout does not cover it) while another
+    process is opening or migrating the same new catalogue.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            mode = None
+        if mode is not None and str(mode).lower() in ("wal", "memory"):
+            return
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("database is locked")
+        time.sleep(pause)  # another process holds the file for a moment: wait, then ask again
+        pause = min(pause * 2, 0.2)
 
 
 @attrs.frozen
@@ -114,7 +139,7 @@ class ImageStore:
                 return
             # Before the journal mode switch, which would already write to someone else's file.
             check_usable(conn, empty_ok=True)
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             self.migration = migrate(self.db)
         except UnusableDatabase as error:
@@ -295,6 +320,9 @@ class ImageStore:
         Only rows no sync numbered *sync_seq* or later listed: a row an
         overlapping later sync listed stays present.  In the caller's transaction.
         """
+        if isinstance(sync_seq, bool) or not isinstance(sync_seq, int):
+            # Compared with an integer column, a string would mark every row.
+            raise ConfigError(f"sync_seq must be the sync's number, not {type(sync_seq).__name__}")
         cursor = self.db.conn.execute(
             f"UPDATE {TABLE} SET remote_state = 'missing' WHERE profile_id = ? "
             "AND remote_state != 'missing' AND coalesce(last_sync_seq, 0) < ?",
