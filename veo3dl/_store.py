@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -39,7 +38,8 @@ from veo3dl._schema import (
     migrate,
     schema_version,
 )
-from veo3dl._store_errors import OPEN_HINT, header_error, operation_error
+from veo3dl._store_errors import operation_error
+from veo3dl._store_open import connect_catalogue, switch_to_wal
 from veo3dl.exceptions import ConfigError, StorageError
 
 __all__ = ["ImageStore", "UpsertCounts", "iso_utc"]
@@ -54,30 +54,6 @@ def iso_utc(moment: datetime | None = None) -> str:
     """*moment* (default: now) as ISO 8601 UTC with a ``Z``, to the second."""
     moment = moment or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Put the catalogue in WAL mode, waiting up to *timeout* for other openers.
-
-    The switch needs the file to itself, and SQLite answers "database is
-    locked" at once (the busy timeout does not cover it) while another
-    process is opening or migrating the same new catalogue.
-    """
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) and "busy" not in str(error):
-                raise
-            mode = None
-        if mode is not None and str(mode).lower() in ("wal", "memory"):
-            return
-        if time.monotonic() >= deadline:
-            raise sqlite3.OperationalError("database is locked")
-        time.sleep(pause)  # another process holds the file for a moment: wait, then ask again
-        pause = min(pause * 2, 0.2)
 
 
 @attrs.frozen
@@ -125,7 +101,7 @@ class ImageStore:
             self._owns_connection = False
         elif isinstance(path_or_database, (str, Path)):
             self.path = Path(path_or_database)
-            conn = self._connect(self.path, timeout, read_only=read_only)
+            conn = connect_catalogue(self.path, timeout, read_only=read_only)
             self.db = sqlite_utils.Database(conn)
             self._owns_connection = True
         elif read_only:
@@ -139,7 +115,7 @@ class ImageStore:
                 return
             # Before the journal mode switch, which would already write to someone else's file.
             check_usable(conn, empty_ok=True)
-            _switch_to_wal(conn, timeout)
+            switch_to_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             self.migration = migrate(self.db)
         except UnusableDatabase as error:
@@ -165,39 +141,6 @@ class ImageStore:
         conn.close()
         self.db = sqlite_utils.Database(memory)
         return migrate(self.db)
-
-    @staticmethod
-    def _connect(path: Path, timeout: float, *, read_only: bool = False) -> sqlite3.Connection:
-        shown = str(path)
-        if path.exists() and not path.is_file():
-            raise StorageError(f"the catalogue path {shown} is not a file", path=shown)
-        if read_only and not path.exists():
-            raise StorageError(
-                f"no catalogue at {shown}",
-                path=shown,
-                hint="run `veo3dl sync` first, or check --db",
-            )
-        try:
-            if read_only:
-                # mode=ro: SQLite itself refuses every write, and never creates the file.
-                uri = f"{path.absolute().as_uri()}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
-        except (OSError, sqlite3.Error) as error:
-            raise StorageError(
-                f"cannot open the catalogue {shown}: {error}",
-                path=shown,
-                hint=OPEN_HINT,
-            ) from None
-        try:
-            # Reads the header only: a corrupt file fails here, before any write.
-            conn.execute("PRAGMA schema_version").fetchone()
-        except sqlite3.DatabaseError as error:
-            conn.close()
-            raise header_error(error, shown) from None
-        return conn
 
     @property
     def _shown(self) -> str | None:
