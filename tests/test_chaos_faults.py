@@ -201,18 +201,25 @@ def test_fault_matrix(
 
 # ------------------------------------------------------------------ hostile input
 
-HOSTILE_KEYS = [
-    "../../../../etc/passwd",
-    "/etc/passwd",
-    "a/b/c",
-    "..",
-    "nul\x00byte",
-    "x" * 1000,
-    "ünïcødé-鍵-🔑",
-    "   \t\n  ",
-    "CON",
-    "trailing. ",
-]
+
+def _altered(cleaned: str, name: str) -> str:
+    """The stem a key or name that had to be altered gets: cleaned text, ``~``, a hash of it."""
+    return f"{cleaned}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+# Hostile media keys, each with the file stem it must get (None: refused on that item alone).
+HOSTILE_KEYS: dict[str, str | None] = {
+    "../../../../etc/passwd": _altered("_.._.._.._etc_passwd", "../../../../etc/passwd"),
+    "/etc/passwd": _altered("_etc_passwd", "/etc/passwd"),
+    "a/b/c": _altered("a_b_c", "a/b/c"),
+    "..": None,  # nothing usable is left
+    "nul\x00byte": _altered("nulbyte", "nul\x00byte"),
+    "x" * 1000: _altered("x" * 107, "x" * 1000),  # cut to the field's 120 characters
+    "ünïcødé-鍵-🔑": "ünïcødé-鍵-🔑",  # nothing to alter
+    "   \t\n  ": None,
+    "CON": _altered("_CON", "CON"),  # a reserved device name on Windows
+    "trailing. ": _altered("trailing", "trailing. "),
+}
 
 
 @pytest.mark.parametrize("key", HOSTILE_KEYS, ids=[repr(k)[:20] for k in HOSTILE_KEYS])
@@ -226,24 +233,25 @@ def test_hostile_media_keys_stay_inside_the_root(key: str, tmp_path: Path) -> No
             client, store, storage_root=tmp_path / "media", workers=1, slots_per_worker=2
         )
         service.sync_metadata("p")
-        target = flow.items[0].name
+        item = flow.items[0]
         store.db.execute(
-            "UPDATE veo3_image_generations SET media_key = ? WHERE name = ?", [key, target]
+            "UPDATE veo3_image_generations SET media_key = ? WHERE name = ?", [key, item.name]
         )
         report = service.download_images("p")
-        row = store.get("p", target)
+        row = store.get("p", item.name)
         store.close()
-        if row.local_path:  # sanitised into a safe name
-            assert report.ok
-            assert (
-                (tmp_path / "media" / row.local_path)
-                .resolve()
-                .is_relative_to((tmp_path / "media").resolve())
-            )
-        else:  # or refused, clearly, on that item alone
+        expected = HOSTILE_KEYS[key]
+        if expected is None:  # refused, clearly, on that item alone
             [failure] = report.failures
-            assert failure.name == target and failure.kind in ("UnsafePathError", "ConfigError")
-            assert report.downloaded == 2
+            assert failure.name == item.name and failure.kind == "UnsafePathError"
+            assert report.downloaded == 2 and row.local_path is None
+        else:  # sanitised into a safe name inside the root
+            assert report.ok and report.downloaded == 3
+            day = item.create_time.strftime("%Y-%m-%d")
+            assert row.local_path == f"{day}/{expected}.{item.extension}"
+            path = (tmp_path / "media" / row.local_path).resolve()
+            assert path.is_relative_to((tmp_path / "media").resolve())
+            assert path.read_bytes() == flow.content(item.name)
         invariants.check(tmp_path / "c.db", tmp_path / "media")
         assert not (tmp_path / "etc").exists() and not list(tmp_path.parent.glob("passwd"))
 
@@ -278,11 +286,6 @@ def test_hostile_signed_urls_are_refused(url: str, tmp_path: Path) -> None:
         [failure] = report.failures
         assert failure.name == target and "refusing" in failure.message
         invariants.check(tmp_path / "c.db", tmp_path / "media")
-
-
-def _altered(cleaned: str, name: str) -> str:
-    """The folder a name that had to be altered gets: cleaned text, ``~``, a hash of the name."""
-    return f"{cleaned}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 # Hostile names straight from the listing, each with the folder it must land in.
