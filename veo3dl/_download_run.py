@@ -138,6 +138,7 @@ class DownloadRun:
         self._pending: list[DownloadRecord] = []
         self._flushed_at = time.monotonic()
         self.placement: Placement | None = None
+        self._folders: dict[str, frozenset[str]] = {}  # folder -> names in it (casefolded)
         # Rows whose recorded file was gone or wrong: (local_path, downloaded_at) as found.
         self._forget: dict[str, tuple[str | None, str | None]] = {}
 
@@ -196,12 +197,10 @@ class DownloadRun:
             self.not_retried += 1
             return None
         stem = placement.stem(item)
-        if self._adopt(item, stem):
+        present = self._present(stem)
+        if self._adopt(item, present):
             return None
         # Whatever is at the item's own (unique) destination now may be replaced by its download.
-        present = tuple(
-            f"{stem}.{ext}" for ext in EXTENSIONS if os.path.lexists(self.root / f"{stem}.{ext}")
-        )
         return PlannedJob(
             name=item.name,
             destination=stem,
@@ -248,7 +247,24 @@ class DownloadRun:
         )  # fmt: skip
         return True
 
-    def _adopt(self, item: StoredItem, stem: str) -> bool:
+    def _present(self, stem: str) -> tuple[str, ...]:
+        """The files (``stem.ext``, any media extension) at *stem* now, relative to the root.
+
+        One listing per folder serves every item in it: a thousand items in a
+        few date folders cost a few ``scandir`` calls, not twelve ``stat`` each.
+        """
+        folder, _, base = stem.rpartition("/")
+        names = self._folders.get(folder)
+        if names is None:
+            try:
+                with os.scandir(self.root / folder) as entries:
+                    names = frozenset(entry.name.casefold() for entry in entries)
+            except (FileNotFoundError, NotADirectoryError):
+                names = frozenset()
+            self._folders[folder] = names
+        return tuple(f"{stem}.{ext}" for ext in EXTENSIONS if f"{base}.{ext}".casefold() in names)
+
+    def _adopt(self, item: StoredItem, present: tuple[str, ...]) -> bool:
         """Record a whole file found at the item's destination, without a request.
 
         For a row with no recorded file that is a file a worker wrote just
@@ -256,8 +272,8 @@ class DownloadRun:
         adopts only a file with those very bytes.  Anything else is fetched
         again and replaced atomically.
         """
-        for ext in EXTENSIONS:
-            relative = f"{stem}.{ext}"
+        for relative in present:
+            ext = relative.rpartition(".")[2]
             path = self.root / relative
             if not path.is_file() or path.is_symlink():
                 continue

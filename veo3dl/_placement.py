@@ -72,15 +72,18 @@ class Placement:
         self._recorded: defaultdict[str, set[_Row]] = defaultdict(set)
         self._by_template: defaultdict[str, set[str]] = defaultdict(set)
         self._given: dict[str, str] = {}
+        self._templated: dict[str, str] = {}  # name -> template stem, for this profile's rows
+        self._safe_folders: set[str] = set()  # folders (relative) checked to stay inside
         for row in rows:
             relative = recorded_relative(row.local_path, root)
             if relative is not None:
                 self._recorded[fold_path(_stem_of(relative))].add((row.profile_id, row.name))
             if row.profile_id == profile_id:
                 try:
-                    self._by_template[fold_path(self._rendered(row))].add(row.name)
+                    rendered = self._templated[row.name] = self._rendered(row)
                 except Veo3dlError:
                     continue  # fails on its own when selected
+                self._by_template[fold_path(rendered)].add(row.name)
 
     @classmethod
     def of_store(cls, store: ImageStore, root: Path, template: str, profile_id: str) -> Placement:
@@ -90,9 +93,23 @@ class Placement:
 
     def template_stem(self, item: StoredItem) -> str:
         """The stem the template gives *item*, checked to stay inside the root."""
-        stem = self._rendered(item)
-        resolve_inside(self.root, f"{stem}.x", item=item.name)
+        stem = self._templated.get(item.name) or self._rendered(item)
+        self._check_inside(stem, item)
         return stem
+
+    def _check_inside(self, stem: str, item: StoredItem) -> None:
+        # Resolving every path walks every folder of it; the items of a call
+        # share a few date folders, so each folder is resolved once.  The
+        # file name itself is a rendered, sanitised component.
+        folder, _, base = stem.rpartition("/")
+        if (
+            folder in self._safe_folders
+            and base not in ("", ".", "..")
+            and not {"\x00", "\\"} & set(base)
+        ):
+            return
+        resolve_inside(self.root, f"{stem}.x", item=item.name)
+        self._safe_folders.add(folder)
 
     def _rendered(self, item: StoredItem) -> str:
         when = item.created_at or item.synced_at or datetime.now(timezone.utc)
@@ -127,7 +144,7 @@ class Placement:
         chosen = plain
         if self._others(plain, item) or not (mine or alone):
             chosen = unique_stem(plain, item.name)
-            resolve_inside(self.root, f"{chosen}.x", item=item.name)
+            self._check_inside(chosen, item)
             taken = self._others(chosen, item)
             if taken:
                 raise StorageError(
