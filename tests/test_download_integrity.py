@@ -53,6 +53,15 @@ def make_service(flow: FlowEmulator, tmp_path: Path, **kwargs: object) -> ImageS
     )
 
 
+def synced(flow: FlowEmulator, tmp_path: Path, *, downloaded: bool = False) -> ImageService:
+    """A service whose catalogue holds the emulator's library (and, *downloaded*, its files)."""
+    service = make_service(flow, tmp_path)
+    service.sync_metadata("me")
+    if downloaded:
+        service.download_images("me")
+    return service
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -99,9 +108,7 @@ def same_day_and_key(service: ImageService, source, target) -> None:  # type: ig
 def test_another_items_file_at_the_recorded_path_is_fetched_again(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     a = images(flow)[0]
     other = next(i for i in images(flow)[1:] if i.extension == a.extension and i.size != a.size)
     path = service.storage_root / service.store.get("me", a.name).local_path
@@ -118,9 +125,7 @@ def test_another_items_file_at_the_recorded_path_is_fetched_again(
 def test_a_file_with_the_recorded_bytes_is_adopted_at_the_destination(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     a = images(flow)[0]
     row = service.store.get("me", a.name)
     edit(service, f"UPDATE {TABLE} SET local_path = ? WHERE name = ?", ("moved/a.bin", a.name))
@@ -137,8 +142,7 @@ def test_a_file_with_the_recorded_bytes_is_adopted_at_the_destination(
 def test_two_items_with_one_media_key_and_day_get_a_file_each(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     a, b = same_extension_pair(flow)
     same_day_and_key(service, a, b)
     report = service.download_images("me")
@@ -157,8 +161,7 @@ def test_two_items_with_one_media_key_and_day_get_a_file_each(
 
 
 def test_keys_differing_only_in_case_get_a_file_each(flow: FlowEmulator, tmp_path: Path) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     a, b = same_extension_pair(flow)
     same_day_and_key(service, a, b)
     edit(service, f"UPDATE {TABLE} SET media_key = ? WHERE name = ?", (a.media_key.upper(), b.name))
@@ -170,8 +173,7 @@ def test_keys_differing_only_in_case_get_a_file_each(flow: FlowEmulator, tmp_pat
 
 
 def test_a_newcomer_never_takes_a_recorded_file(flow: FlowEmulator, tmp_path: Path) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     a, b = same_extension_pair(flow)
     service.download_images("me", names=[a.name])
     recorded = service.store.get("me", a.name).local_path
@@ -188,9 +190,7 @@ def test_two_rows_recording_one_file_are_told_apart_by_their_bytes(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
     # What an older version left: b's download replaced a's file, both rows record it.
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     a, b = images(flow)[0], images(flow)[1]
     a_row = service.store.get("me", a.name)
     (service.storage_root / a_row.local_path).write_bytes(flow.content(b.name))
@@ -235,8 +235,7 @@ def test_the_handler_never_replaces_another_whole_file(flow: FlowEmulator, tmp_p
 
 
 def test_seed_rows_are_checked_before_they_are_recorded(flow: FlowEmulator, tmp_path: Path) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     html, half, good = images(flow)[:3]
     root = service.storage_root
     root.mkdir()
@@ -270,8 +269,7 @@ def test_a_failed_redownload_keeps_a_file_recorded_outside_the_root(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
     """A seed-app path on another disk may be out of reach only for now (not mounted)."""
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     item = images(flow)[0]
     disk = tmp_path / "external"
     disk.mkdir()
@@ -310,9 +308,7 @@ def test_a_failed_redownload_of_a_file_under_the_root_forgets_it(
     flow: FlowEmulator, tmp_path: Path, damage: str
 ) -> None:
     """The catalogue never claims a file that is not there, nor a stray file as the item's."""
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     a = images(flow)[0]
     other = next(i for i in images(flow)[1:] if i.extension == a.extension and i.size != a.size)
     path = assert_own_file(service, flow, a.name)
@@ -337,9 +333,7 @@ def test_a_failed_redownload_of_a_file_under_the_root_forgets_it(
 def test_a_missing_or_empty_root_with_recorded_files_is_refused(
     flow: FlowEmulator, tmp_path: Path, state: str
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     root = service.storage_root
     root.rename(tmp_path / "elsewhere")
     if state == "empty":
@@ -370,8 +364,7 @@ def test_a_fresh_root_is_created(flow: FlowEmulator, tmp_path: Path) -> None:
 def test_an_unreadable_recorded_path_fails_that_item_only(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     item = images(flow)[0]
     service.storage_root.mkdir()
     (service.storage_root / ".keep").touch()
@@ -395,8 +388,7 @@ def test_an_unreadable_recorded_path_fails_that_item_only(
 def test_bytes_of_the_other_media_type_are_refused(
     flow: FlowEmulator, tmp_path: Path, claimed: str
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     item = next(i for i in flow.items if i.media_type != claimed)
     edit(service, f"UPDATE {TABLE} SET media_type = ? WHERE name = ?", (claimed, item.name))
     report = service.download_images("me", names=[item.name])
@@ -411,9 +403,7 @@ def test_a_failure_never_forgets_what_another_run_recorded_meanwhile(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
     """Run B finds X's file gone; run A then downloads X; B's failure must not erase A's record."""
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     x = images(flow)[0]
     path = assert_own_file(service, flow, x.name)
     path.unlink()
@@ -445,8 +435,7 @@ def test_an_item_of_unknown_media_type_takes_either_kind(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
     """A seed-app row has no media_type: its video is not refused as 'not an image'."""
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
+    service = synced(flow, tmp_path)
     edit(service, f"UPDATE {TABLE} SET media_type = NULL", ())
     report = service.download_images("me")
     assert report.ok and report.downloaded == len(flow.items)
@@ -457,9 +446,7 @@ def test_an_item_of_unknown_media_type_takes_either_kind(
 def test_a_recorded_path_holding_nul_fails_that_item_only(
     flow: FlowEmulator, tmp_path: Path
 ) -> None:
-    service = make_service(flow, tmp_path)
-    service.sync_metadata("me")
-    service.download_images("me")
+    service = synced(flow, tmp_path, downloaded=True)
     bad = images(flow)[0]
     edit(service, f"UPDATE {TABLE} SET local_path = ? WHERE name = ?", ("a\x00b.png", bad.name))
     report = service.download_images("me")
