@@ -41,9 +41,7 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
 
 @contextlib.contextmanager
 def open_for_report(db: Path) -> Iterator[ImageStore]:
-    """The catalogue at *db*, read-only; a missing file is a usage error."""
-    if not db.exists():
-        raise ConfigError(f"no catalogue at {db}", hint="run `veo3dl sync` first, or check --db")
+    """The catalogue at *db*, read-only (a missing file is a :class:`StorageError`: exit 2)."""
     with ImageStore(db, read_only=True) as store:
         migration = store.migration
         if migration.migrated:
