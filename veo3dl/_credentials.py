@@ -13,7 +13,7 @@ import attrs
 
 from veo3dl.exceptions import ConfigError
 
-__all__ = ["Credentials"]
+__all__ = ["Credentials", "header_safe"]
 
 ENV_COOKIE = "VEO3DL_COOKIE"
 ENV_BEARER_TOKEN = "VEO3DL_BEARER_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -37,22 +37,27 @@ def _clean(value: str | None) -> str | None:
 _VISIBLE_ASCII = frozenset(map(chr, range(0x21, 0x7F)))
 _COOKIE_CHARS = _VISIBLE_ASCII | {" "}
 _FIELDS = {
-    # field: (environment variable, the characters it may hold)
-    "cookie": (ENV_COOKIE, _COOKIE_CHARS),
-    "bearer_token": (ENV_BEARER_TOKEN, _VISIBLE_ASCII),
-    "api_key": (ENV_API_KEY, _VISIBLE_ASCII),
+    # field: (environment variable, whether it may hold inner spaces)
+    "cookie": (ENV_COOKIE, True),
+    "bearer_token": (ENV_BEARER_TOKEN, False),
+    "api_key": (ENV_API_KEY, False),
 }
+
+
+def header_safe(value: str, *, spaces: bool = False) -> bool:
+    """True when *value* can travel in an HTTP header: visible ASCII (and, with *spaces*, spaces)."""
+    return set(value) <= (_COOKIE_CHARS if spaces else _VISIBLE_ASCII)
 
 
 def _check(_instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
     """Refuse a value that cannot be sent, naming the field but never quoting the value."""
     if value is None:
         return
-    env, allowed = _FIELDS[attribute.name]
+    env, spaces = _FIELDS[attribute.name]
     name = f"{attribute.name} ({env})"
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, not {type(value).__name__}")
-    if set(value) <= allowed:
+    if header_safe(value, spaces=spaces):
         return
     if "\n" in value or "\r" in value:
         found = "a line break"

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import attrs
 
+from veo3dl._credentials import header_safe
 from veo3dl._models import MediaType
 from veo3dl._protocol_listing import (
     LISTING_PATH,
@@ -235,7 +236,7 @@ def parse_session(payload: object) -> SessionToken:
         if "user" not in payload or payload.get("error"):
             raise LoginRequired("the Flow session holds no access token (signed out?)")
         raise ProtocolError("missing access_token", where=where)
-    if not token.isascii() or not token.isprintable() or " " in token:
+    if not header_safe(token):
         # It goes into an Authorization header: a line break would split it.
         raise ProtocolError("access_token holds characters a header cannot carry", where=where)
     expires_raw = payload.get("expires")
