@@ -78,9 +78,13 @@ class SyncReport:
     incremental: bool
     caught_up: bool
     duration: float
-    fell_back_to_full: bool = False
     fallback_reason: str | None = None
     sync_seq: int = 0
+
+    @property
+    def fell_back_to_full(self) -> bool:
+        """True when an incremental sync listed everything instead (``fallback_reason`` says why)."""
+        return self.fallback_reason is not None
 
 
 def run_sync(
@@ -174,7 +178,6 @@ def run_sync(
         incremental=incremental,
         caught_up=caught_up,
         duration=time.monotonic() - started,
-        fell_back_to_full=start.fallback is not None,
         fallback_reason=start.fallback,
         sync_seq=seq,
     )
@@ -186,6 +189,6 @@ def run_sync(
         missing=marked,
         stop=str(stop),
         seq=seq,
-        fell_back_to_full=start.fallback is not None,
+        fell_back_to_full=report.fell_back_to_full,
     )
     return report
