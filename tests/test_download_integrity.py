@@ -210,8 +210,6 @@ def test_two_rows_recording_one_file_are_told_apart_by_their_bytes(
 
 
 def test_the_handler_never_replaces_another_whole_file(flow: FlowEmulator, tmp_path: Path) -> None:
-    from veo3dl._download import PlannedJob
-
     client = FlowClient(flow.credentials, labs_url=flow.labs_url, api_url=flow.api_url)
     item, other = images(flow)[0], images(flow)[1]
     target = tmp_path / "x" / f"file.{item.extension}"
@@ -225,7 +223,7 @@ def test_the_handler_never_replaces_another_whole_file(flow: FlowEmulator, tmp_p
         assert "not this item's file" in (refused.error_message or "")
         assert target.read_bytes() == flow.content(other.name)
         assert not list(tmp_path.rglob("*.part"))
-        allowed = PlannedJob(**common, replaceable=(f"x/file.{item.extension}",))  # type: ignore[arg-type]
+        allowed = DownloadJob(**common, replaceable=(f"x/file.{item.extension}",))  # type: ignore[arg-type]
         replaced = pool.submit(allowed).result(timeout=60)
     assert replaced.ok and target.read_bytes() == flow.content(item.name)
     client.close()

@@ -15,7 +15,7 @@ For each :class:`~veo3dl.DownloadJob`, in a worker process:
    (a truncated PNG or MP4 has valid magic bytes too).
 4. fsync, rename into ``destination.{ext}``, fsync the folder.  A file
    already there is replaced only when it is one the job lists as
-   replaceable (:class:`PlannedJob`), is not whole media (a leftover), or
+   replaceable (``DownloadJob.replaceable``), is not whole media (a leftover), or
    holds the very same bytes; otherwise the item fails with
    :class:`~veo3dl.exceptions.StorageError` and the file is left alone.
 
@@ -32,8 +32,6 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import attrs
 
 from veo3dl._atomic import AtomicFile
 from veo3dl._client import FlowClient, MediaInfo
@@ -52,30 +50,16 @@ from veo3dl.exceptions import (
     Veo3dlError,
 )
 
-__all__ = ["DownloadHandler", "PlannedJob", "default_handler"]
+__all__ = ["DownloadHandler", "default_handler"]
 
 _log = get_logger(__name__)
 # Errors no second source can cure.
 _FINAL = (StorageError, UnsafePathError, ConfigError)
 
 
-@attrs.frozen
-class PlannedJob(DownloadJob):
-    """A :class:`DownloadJob` the service planned: it also lists what it may replace.
-
-    ``replaceable`` holds the paths (relative to the storage root, ``/``-
-    separated) of files at the destination that the parent found to be this
-    item's own (its damaged recorded file, or a leftover) when it planned
-    the job.  Any other file there is replaced only if it is not whole media
-    or holds the same bytes.
-    """
-
-    replaceable: tuple[str, ...] = ()
-
-
 def _replace_check(job: DownloadJob, relative: str, part: AtomicFile) -> Callable[[Path], bool]:
     """Whether the download may replace the file at its final path (see the module docstring)."""
-    listed = {fold_path(path) for path in getattr(job, "replaceable", ())}
+    listed = {fold_path(path) for path in job.replaceable}
 
     def may_replace(existing: Path) -> bool:
         if fold_path(relative) in listed:

@@ -11,7 +11,7 @@ The parent does all the deciding and all the writing:
 * a whole file already at that destination is adopted without a request
   when the row records no file (a worker finished it, then the parent was
   killed before recording), or when it has the recorded SHA-256;
-* everything else becomes a :class:`~veo3dl._download.PlannedJob` listing
+* everything else becomes a :class:`~veo3dl.DownloadJob` listing
   the files at its destination it may replace, and the pool's results are
   written to the catalogue in batched transactions as they arrive.  A
   failure records ``attempts`` and ``last_error``; if the item's recorded
@@ -28,7 +28,6 @@ from pathlib import Path, PurePosixPath
 
 import attrs
 
-from veo3dl._download import PlannedJob
 from veo3dl._file_checks import file_matches, sha256_file, storage_error, whole_media
 from veo3dl._jobs import DownloadJob, DownloadResult, TransportSpec
 from veo3dl._logging import get_logger
@@ -179,7 +178,7 @@ class DownloadRun:
                 self.jobs.append(job)
         self._flush()
 
-    def _plan_one(self, item: StoredItem, placement: Placement) -> PlannedJob | None:
+    def _plan_one(self, item: StoredItem, placement: Placement) -> DownloadJob | None:
         if self._already_on_disk(item, placement):
             self.skipped += 1
             return None
@@ -201,7 +200,7 @@ class DownloadRun:
         if self._adopt(item, present):
             return None
         # Whatever is at the item's own (unique) destination now may be replaced by its download.
-        return PlannedJob(
+        return DownloadJob(
             name=item.name,
             destination=stem,
             storage_root=str(self.root),

@@ -49,7 +49,11 @@ class DownloadJob:
     ``destination`` is the path relative to the storage root without the
     extension, which only the downloaded bytes can tell.  ``media_type`` is
     Flow's ``"IMAGE"`` or ``"VIDEO"``: bytes of the other kind are refused
-    (``None``, when not known, accepts either).  ``access`` says
+    (``None``, when not known, accepts either).  ``replaceable`` lists the
+    files at the destination (relative to the storage root, ``/``-separated)
+    known to be this item's own - a damaged earlier copy, a leftover - which
+    the download may replace; any other file there is replaced only if it is
+    not whole media or holds the same bytes.  ``access`` says
     how to reach the service's media endpoint (``None``: the signed URL
     only); ``fife_url`` is the signed file URL to fall back on.
     """
@@ -61,6 +65,7 @@ class DownloadJob:
     media_key: str | None = None
     fife_url: str | None = attrs.field(default=None, repr=_url_repr)
     access: TransportSpec | None = None
+    replaceable: tuple[str, ...] = ()
 
 
 @attrs.frozen
